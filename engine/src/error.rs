@@ -1,0 +1,127 @@
+//! The crate's one error type. Every variant carries enough context to act on: which file, which
+//! page, which step. Bytes read from disk never panic the process; they become
+//! [`Error::Corrupted`] or [`Error::ChecksumMismatch`] (STYLE rule 4).
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::types::{PageId, PartitionId};
+
+/// A `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in deltasnap.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed. `op` names the step (e.g. "fsync partition file").
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Bytes on disk are not what the format says they must be.
+    #[error("corrupted {}{}: {reason}", file.display(), page.map(|p| format!(" page {p}")).unwrap_or_default())]
+    Corrupted {
+        file: PathBuf,
+        page: Option<u64>,
+        reason: String,
+    },
+
+    /// A checksum over bytes read from disk did not match.
+    #[error("checksum mismatch in {}{}: expected {expected:#010x}, found {actual:#010x}", file.display(), page.map(|p| format!(" page {p}")).unwrap_or_default())]
+    ChecksumMismatch {
+        file: PathBuf,
+        page: Option<u64>,
+        expected: u32,
+        actual: u32,
+    },
+
+    /// The caller asked for something that does not exist or does not fit.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// No partition with this id.
+    #[error("no partition {0}")]
+    NoSuchPartition(PartitionId),
+
+    /// The partition exists already.
+    #[error("partition {0} already exists")]
+    PartitionExists(PartitionId),
+
+    /// The page has not been allocated.
+    #[error("page {page} is out of range: partition has {page_count} pages")]
+    PageOutOfRange { page: PageId, page_count: u32 },
+
+    /// `offset + len` runs past the page's payload.
+    #[error("write of {len} bytes at offset {offset} runs past the page payload of {payload_size} bytes")]
+    OutOfPage {
+        offset: usize,
+        len: usize,
+        payload_size: usize,
+    },
+
+    /// The store was created with another page size than the one configured.
+    #[error("store at {} has page size {on_disk}, configuration asks for {configured}", dir.display())]
+    PageSizeMismatch {
+        dir: PathBuf,
+        on_disk: u32,
+        configured: u32,
+    },
+
+    /// The directory does not hold a store and the configuration does not allow creating one, or
+    /// it holds files but no control file (we never start empty over data).
+    #[error("{} is not a deltasnap store: {reason}", dir.display())]
+    NotAStore { dir: PathBuf, reason: String },
+
+    /// An earlier checkpoint failed to write or fsync a partition file. The redo log still holds
+    /// every write, but the page cache can no longer be trusted (a failed fsync may have dropped
+    /// dirty pages), so the engine refuses further writes: close and reopen to recover from the log.
+    #[error("engine is read-only after a failed checkpoint: {0}")]
+    Poisoned(String),
+
+    /// The engine was closed.
+    #[error("engine is closed")]
+    Closed,
+
+    /// A snapshot is already running on this store.
+    #[error("a snapshot is already running on this store ({0})")]
+    SnapshotRunning(String),
+
+    /// The snapshot was cancelled.
+    #[error("snapshot cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// Wraps an `io::Error` with the step and the path it concerned.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The raw OS error code if this is an I/O error (e.g. `libc::ENOSPC`).
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// Attaches the step and path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T> {
+        self.map_err(|source| Error::io(op, path, source))
+    }
+}
