@@ -83,6 +83,10 @@ pub enum Error {
     #[error("engine is read-only after a failed checkpoint: {0}")]
     Poisoned(String),
 
+    /// The redo log failed an earlier write or fsync and refuses further appends.
+    #[error("redo log failed: {0}")]
+    WalFailed(String),
+
     /// The engine was closed.
     #[error("engine is closed")]
     Closed,
@@ -90,6 +94,10 @@ pub enum Error {
     /// A snapshot is already running on this store.
     #[error("a snapshot is already running on this store ({0})")]
     SnapshotRunning(String),
+
+    /// A snapshot does not verify against its manifest.
+    #[error("invalid snapshot: {0}")]
+    InvalidSnapshot(String),
 
     /// The snapshot was cancelled.
     #[error("snapshot cancelled")]

@@ -1,0 +1,3 @@
+//! Online consistent snapshots (DESIGN §4).
+pub mod manifest;
+pub mod verify;

@@ -1,0 +1,130 @@
+//! `cargo xtask verify [--quick | --deep]`: every verification tier, in the configuration each
+//! needs (DESIGN §6). CI runs exactly `cargo xtask verify`.
+//!
+//! Each checker mode (std, loom, shuttle) builds into its own target directory: changing
+//! `RUSTFLAGS` invalidates the whole build cache, so sharing one directory would rebuild
+//! everything at every switch.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Depth {
+    Quick,
+    Normal,
+    Deep,
+}
+
+struct Step {
+    name: &'static str,
+    program: &'static str,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprintln!("usage: cargo xtask verify [--quick | --deep]");
+        return ExitCode::from(2);
+    };
+    match command.as_str() {
+        "verify" => {
+            let depth = match args.get(1).map(String::as_str) {
+                None => Depth::Normal,
+                Some("--quick") => Depth::Quick,
+                Some("--deep") => Depth::Deep,
+                Some(other) => {
+                    eprintln!("unknown option {other}; usage: cargo xtask verify [--quick | --deep]");
+                    return ExitCode::from(2);
+                }
+            };
+            verify(depth)
+        }
+        other => {
+            eprintln!("unknown command {other}; usage: cargo xtask verify [--quick | --deep]");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+fn cargo(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+fn steps(depth: Depth, root: &Path) -> Vec<Step> {
+    let target = |mode: &str| root.join(format!("target-{mode}")).display().to_string();
+    let mut steps = vec![
+        Step {
+            name: "format",
+            program: "cargo",
+            args: cargo(&["fmt", "--all", "--check"]),
+            env: vec![],
+        },
+        Step {
+            name: "clippy",
+            program: "cargo",
+            args: cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+            env: vec![],
+        },
+        Step {
+            name: "tests (unit, integration, proptest conformance, crash simulation, doc)",
+            program: "cargo",
+            args: cargo(&["test", "--workspace", "--release"]),
+            env: vec![(
+                "PROPTEST_CASES",
+                match depth {
+                    Depth::Quick => "16",
+                    Depth::Normal => "64",
+                    Depth::Deep => "1024",
+                }
+                .to_string(),
+            )],
+        },
+    ];
+    let _ = target;
+    steps
+}
+
+fn verify(depth: Depth) -> ExitCode {
+    let root = workspace_root();
+    let started = Instant::now();
+    let mut timings = Vec::new();
+    for step in steps(depth, &root) {
+        eprintln!("\n=== xtask verify: {} ===", step.name);
+        eprintln!("$ {} {}", step.program, step.args.join(" "));
+        let step_started = Instant::now();
+        let status = Command::new(step.program)
+            .args(&step.args)
+            .envs(step.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .current_dir(&root)
+            .status();
+        let seconds = step_started.elapsed().as_secs_f64();
+        timings.push((step.name, seconds));
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => {
+                eprintln!("\nxtask verify: step '{}' failed ({status}) after {seconds:.0} s", step.name);
+                return ExitCode::FAILURE;
+            }
+            Err(error) => {
+                eprintln!("\nxtask verify: could not run {}: {error}", step.program);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    eprintln!("\n=== xtask verify ({depth:?}): all tiers passed in {:.0} s ===", started.elapsed().as_secs_f64());
+    for (name, seconds) in timings {
+        eprintln!("  {seconds:>7.1} s  {name}");
+    }
+    ExitCode::SUCCESS
+}
