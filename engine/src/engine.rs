@@ -538,6 +538,12 @@ impl Inner {
         }
         let started = Instant::now();
         self.counters.writer_throttles.fetch_add(1, Ordering::Relaxed);
+        if !self.config.background_checkpointer {
+            // Nobody else will checkpoint: the throttled writer does it. It holds no latch and
+            // is in no epoch, so the cut it takes cannot wait on itself.
+            checkpoint::run(self, Trigger::DirtyBytes)?;
+            return Ok(());
+        }
         let mut schedule = self.schedule.lock();
         while self.budget.dirty() >= self.budget.dirty_throttle_bytes {
             if let Some(reason) = self.poisoned() {

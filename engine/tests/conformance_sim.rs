@@ -26,7 +26,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        10 => (0..PARTITIONS, 0..16u32, 0..480u16, 1..32u8, any::<u8>())
+        10 => (0..PARTITIONS, 0..16u32, 0..464u16, 1..32u8, any::<u8>())
             .prop_map(|(partition, page, offset, len, byte)| Op::Write { partition, page, offset, len, byte }),
         3 => (0..PARTITIONS).prop_map(|partition| Op::Allocate { partition }),
         1 => (0..3u8, any::<u8>()).prop_map(|(key, value)| Op::MetadataPut { key, value }),
