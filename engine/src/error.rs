@@ -83,6 +83,12 @@ pub enum Error {
     #[error("engine is read-only after a failed checkpoint: {0}")]
     Poisoned(String),
 
+    /// An earlier I/O error on the redo log's append or fsync path failed the log. A failed fsync
+    /// may have dropped dirty pages, so the log never retries: reopen to recover from what reached
+    /// the disk.
+    #[error("redo log failed after an earlier I/O error, reopen to recover: {0}")]
+    WalFailed(String),
+
     /// The engine was closed.
     #[error("engine is closed")]
     Closed,

@@ -9,6 +9,7 @@ pub mod format;
 pub mod sync;
 pub mod types;
 pub mod vfs;
+pub mod wal;
 
 pub use error::{Error, Result};
 pub use types::{Epoch, Lsn, PageId, PartitionId, WriteReceipt};
