@@ -83,8 +83,10 @@ pub enum Error {
     #[error("engine is read-only after a failed checkpoint: {0}")]
     Poisoned(String),
 
-    /// The redo log failed an earlier write or fsync and refuses further appends.
-    #[error("redo log failed: {0}")]
+    /// An earlier I/O error on the redo log's append or fsync path failed the log. A failed fsync
+    /// may have dropped dirty pages, so the log never retries: reopen to recover from what reached
+    /// the disk.
+    #[error("redo log failed after an earlier I/O error, reopen to recover: {0}")]
     WalFailed(String),
 
     /// The engine was closed.

@@ -2,11 +2,11 @@
 //! checkpoints, crashes (dropping or tearing unsynced writes) and reopens: after every reopen the
 //! state is the reference after some prefix of the history that contains every synced write (R1).
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 
-use common::{proptest_config, StoreState};
+use support::{proptest_config, StoreState};
 use deltasnap::vfs::SimFs;
 use deltasnap::{Config, Engine, PageId, PartitionId};
 use proptest::prelude::*;
