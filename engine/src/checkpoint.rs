@@ -166,7 +166,10 @@ fn due(inner: &Inner, schedule: &Schedule) -> Option<Trigger> {
     if inner.budget.dirty() >= inner.budget.dirty_checkpoint_bytes {
         return Some(Trigger::DirtyBytes);
     }
-    let redo_bytes = inner.wal.end_lsn().saturating_sub(inner.last_replay_start());
+    let redo_bytes = inner
+        .wal
+        .end_lsn()
+        .saturating_sub(inner.last_replay_start());
     if redo_bytes >= inner.config.checkpoint_redo_bytes {
         return Some(Trigger::RedoBytes);
     }
@@ -208,7 +211,12 @@ pub(crate) fn run(inner: &Inner, trigger: Trigger) -> Result<CheckpointOutcome> 
         s.epoch = Some(epoch);
         s.redo_lsn = Some(replay_start_lsn);
     });
-    tracing::debug!(epoch, replay_start_lsn, trigger = trigger.name(), "checkpoint cut");
+    tracing::debug!(
+        epoch,
+        replay_start_lsn,
+        trigger = trigger.name(),
+        "checkpoint cut"
+    );
     let cut = inner.cut_view(epoch, replay_start_lsn);
     for (_, listener) in &listeners {
         listener.on_checkpoint_begin(&cut);
@@ -222,7 +230,13 @@ pub(crate) fn run(inner: &Inner, trigger: Trigger) -> Result<CheckpointOutcome> 
             metrics::histogram!("deltasnap_checkpoint_seconds").record(duration.as_secs_f64());
             metrics::counter!("deltasnap_checkpoint_pages_written_total").increment(pages_written);
             inner.jobs.finish(job, None);
-            tracing::info!(epoch, pages_written, ?duration, trigger = trigger.name(), "checkpoint complete");
+            tracing::info!(
+                epoch,
+                pages_written,
+                ?duration,
+                trigger = trigger.name(),
+                "checkpoint complete"
+            );
             Ok(CheckpointOutcome {
                 epoch: Some(epoch),
                 replay_start_lsn,
@@ -264,8 +278,11 @@ fn write_and_end(
     let mut written_partitions = BTreeSet::new();
     let mut pages_written = 0u64;
     let partitions = inner.partitions_including_dropped();
-    let cut_counts: BTreeMap<PartitionId, u32> =
-        cut.partitions.iter().map(|p| (p.id, p.page_count)).collect();
+    let cut_counts: BTreeMap<PartitionId, u32> = cut
+        .partitions
+        .iter()
+        .map(|p| (p.id, p.page_count))
+        .collect();
     for &page in dirty {
         let Some(partition) = partitions.get(&page.partition) else {
             continue;
@@ -274,7 +291,10 @@ fn write_and_end(
             // Dropped at or before the cut: its pages are not part of this checkpoint.
             continue;
         };
-        debug_assert!(page.index < page_count_at_cut, "{page} dirty in {epoch} but allocated later");
+        debug_assert!(
+            page.index < page_count_at_cut,
+            "{page} dirty in {epoch} but allocated later"
+        );
         let slot = partition.slot(page.index)?;
         let (image, wrote_latest) = {
             let latch = slot.lock();
@@ -287,7 +307,15 @@ fn write_and_end(
                         latch.image_epoch,
                         latch.unwritten
                     );
-                    (Arc::clone(latch.image.as_ref().expect("unwritten images stay resident")), true)
+                    (
+                        Arc::clone(
+                            latch
+                                .image
+                                .as_ref()
+                                .expect("unwritten images stay resident"),
+                        ),
+                        true,
+                    )
                 }
             }
         };
@@ -305,13 +333,20 @@ fn write_and_end(
         {
             let mut latch = slot.lock();
             let mut released = 0i64;
-            if latch.checkpoint_image.as_ref().is_some_and(|kept| Arc::ptr_eq(kept, &image)) {
+            if latch
+                .checkpoint_image
+                .as_ref()
+                .is_some_and(|kept| Arc::ptr_eq(kept, &image))
+            {
                 latch.checkpoint_image = None;
                 released += 1;
                 inner.budget.add_resident(-1);
             }
             if wrote_latest
-                && latch.image.as_ref().is_some_and(|latest| Arc::ptr_eq(latest, &image))
+                && latch
+                    .image
+                    .as_ref()
+                    .is_some_and(|latest| Arc::ptr_eq(latest, &image))
             {
                 latch.unwritten = false;
                 released += 1;
@@ -320,7 +355,7 @@ fn write_and_end(
         }
         written_partitions.insert(page.partition);
         pages_written += 1;
-        if pages_written % 256 == 0 {
+        if pages_written.is_multiple_of(256) {
             inner.jobs.update(job, |s| {
                 s.pages_written = pages_written;
                 s.bytes_written = pages_written * page_size as u64;
@@ -338,7 +373,10 @@ fn write_and_end(
     let sync_partitions = || -> Result<()> {
         for id in &written_partitions {
             let partition = &partitions[id];
-            partition.file.sync_all().ctx("fsync partition file", &partition.path)?;
+            partition
+                .file
+                .sync_all()
+                .ctx("fsync partition file", &partition.path)?;
         }
         inner.sync_partitions_dir(&partitions)
     };
@@ -346,7 +384,11 @@ fn write_and_end(
         page_size: inner.page_size as u32,
         checkpoint_epoch: epoch,
         replay_start_lsn: cut.replay_start_lsn,
-        partitions: cut.partitions.iter().map(|p| (p.id, p.page_count)).collect(),
+        partitions: cut
+            .partitions
+            .iter()
+            .map(|p| (p.id, p.page_count))
+            .collect(),
         metadata: cut.metadata.clone(),
     };
     if bugs::active(Bug::PurgeBeforeControl) {

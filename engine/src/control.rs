@@ -90,7 +90,9 @@ impl ControlData {
         if version != VERSION {
             return Err(corrupted(format!("unsupported version {version}")));
         }
-        if body_len > BODY_LEN_MAX || BODY_OFFSET as u64 + body_len + CRC_SIZE as u64 != bytes.len() as u64 {
+        if body_len > BODY_LEN_MAX
+            || BODY_OFFSET as u64 + body_len + CRC_SIZE as u64 != bytes.len() as u64
+        {
             return Err(corrupted(format!(
                 "body length {body_len} does not match file length {}",
                 bytes.len()
@@ -150,7 +152,9 @@ pub(crate) fn read(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<Option<ControlData>
     if !vfs.exists(&path).ctx("stat control file", &path)? {
         return Ok(None);
     }
-    let file = vfs.open(&path, OpenMode::Read).ctx("open control file", &path)?;
+    let file = vfs
+        .open(&path, OpenMode::Read)
+        .ctx("open control file", &path)?;
     let len = file.len().ctx("stat control file", &path)?;
     if len > BODY_LEN_MAX {
         return Err(Error::Corrupted {
@@ -175,7 +179,8 @@ pub(crate) fn write(vfs: &Arc<dyn Vfs>, dir: &Path, data: &ControlData) -> Resul
         .open(&tmp, OpenMode::Create)
         .ctx("create control file", &tmp)?;
     file.set_len(0).ctx("truncate control file", &tmp)?;
-    file.write_all_at(&bytes, 0).ctx("write control file", &tmp)?;
+    file.write_all_at(&bytes, 0)
+        .ctx("write control file", &tmp)?;
     file.sync_all().ctx("fsync control file", &tmp)?;
     drop(file);
     // 2. rename it over the old one.
@@ -212,7 +217,10 @@ mod tests {
         for i in 0..bytes.len() * 8 {
             let mut bad = bytes.clone();
             bad[i / 8] ^= 1 << (i % 8);
-            assert!(ControlData::decode(&bad, Path::new("CONTROL")).is_err(), "bit {i}");
+            assert!(
+                ControlData::decode(&bad, Path::new("CONTROL")).is_err(),
+                "bit {i}"
+            );
         }
         for len in 0..bytes.len() {
             assert!(ControlData::decode(&bytes[..len], Path::new("CONTROL")).is_err());

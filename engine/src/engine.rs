@@ -23,7 +23,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::bugs::{self, Bug};
-use crate::checkpoint::{self, CheckpointCut, CheckpointListener, CheckpointOutcome, CutPartition, Listeners, Schedule, Trigger};
+use crate::checkpoint::{
+    self, CheckpointCut, CheckpointListener, CheckpointOutcome, CutPartition, Listeners, Schedule,
+    Trigger,
+};
 use crate::control::{self, ControlData, CONTROL_FILE_NAME, CONTROL_TMP_FILE_NAME};
 use crate::epoch::Epochs;
 use crate::error::{Error, IoContext, Result};
@@ -180,7 +183,9 @@ pub(crate) struct Inner {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inner").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Inner")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -212,7 +217,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("dir", &self.inner.dir).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -522,7 +529,9 @@ impl Inner {
     }
 
     fn partition_path(&self, id: PartitionId) -> PathBuf {
-        self.dir.join(PARTITIONS_DIR).join(format!("part-{}.dat", id.0))
+        self.dir
+            .join(PARTITIONS_DIR)
+            .join(format!("part-{}.dat", id.0))
     }
 
     /// Before entering an epoch: wait while dirty images are past the hard limit, asking for a
@@ -537,7 +546,9 @@ impl Inner {
             return Ok(());
         }
         let started = Instant::now();
-        self.counters.writer_throttles.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .writer_throttles
+            .fetch_add(1, Ordering::Relaxed);
         if !self.config.background_checkpointer {
             // Nobody else will checkpoint: the throttled writer does it. It holds no latch and
             // is in no epoch, so the cut it takes cannot wait on itself.
@@ -556,9 +567,13 @@ impl Inner {
                 schedule.requested_run = schedule.started_run + 1;
                 self.schedule_changed.notify_all();
             }
-            schedule = self.schedule_changed.wait_timeout(schedule, Duration::from_millis(5)).0;
+            schedule = self
+                .schedule_changed
+                .wait_timeout(schedule, Duration::from_millis(5))
+                .0;
         }
-        metrics::histogram!("deltasnap_writer_throttle_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("deltasnap_writer_throttle_seconds")
+            .record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -566,14 +581,19 @@ impl Inner {
         if self.budget.over_memory() {
             let partitions: Vec<_> = self.partitions.read().values().cloned().collect();
             let evicted = self.budget.evict(&partitions);
-            self.counters.pages_evicted.fetch_add(evicted, Ordering::Relaxed);
+            self.counters
+                .pages_evicted
+                .fetch_add(evicted, Ordering::Relaxed);
             metrics::counter!("deltasnap_pages_evicted_total").increment(evicted);
         }
     }
 
     fn write(&self, page: PageId, offset: usize, bytes: &[u8]) -> Result<WriteReceipt> {
         let payload_size = format::payload_size(self.page_size);
-        if offset.checked_add(bytes.len()).is_none_or(|end| end > payload_size) {
+        if offset
+            .checked_add(bytes.len())
+            .is_none_or(|end| end > payload_size)
+        {
             return Err(Error::OutOfPage {
                 offset,
                 len: bytes.len(),
@@ -599,7 +619,8 @@ impl Inner {
             let base = match &latch.image {
                 Some(image) => Arc::clone(image),
                 None => {
-                    let image = Arc::new(partition.read_page_from_file(page.index, self.page_size)?);
+                    let image =
+                        Arc::new(partition.read_page_from_file(page.index, self.page_size)?);
                     latch.image = Some(Arc::clone(&image));
                     self.budget.add_resident(1);
                     grew_memory = true;
@@ -613,7 +634,9 @@ impl Inner {
                 && !bugs::active(Bug::NoCheckpointImage)
             {
                 latch.checkpoint_image = Some(Arc::clone(&base));
-                self.counters.checkpoint_images_kept.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .checkpoint_images_kept
+                    .fetch_add(1, Ordering::Relaxed);
                 self.budget.add_resident(1);
                 self.budget.add_dirty(1);
                 grew_memory = true;
@@ -743,10 +766,16 @@ impl Inner {
             )));
         }
         let path = self.partition_path(id);
-        let file = self.vfs.open(&path, OpenMode::Create).ctx("create partition file", &path)?;
+        let file = self
+            .vfs
+            .open(&path, OpenMode::Create)
+            .ctx("create partition file", &path)?;
         // A file left by a create whose redo record never became durable holds nothing we owe.
         file.set_len(0).ctx("truncate partition file", &path)?;
-        self.wal.append(&Record::CreatePartition { epoch, partition: id })?;
+        self.wal.append(&Record::CreatePartition {
+            epoch,
+            partition: id,
+        })?;
         let partition = Partition::new(id, path, file, epoch, 0);
         partition.needs_dir_sync.store(true, Ordering::Release);
         partitions.insert(id, Arc::new(partition));
@@ -767,7 +796,10 @@ impl Inner {
             if !shape.latest().exists {
                 return Err(Error::NoSuchPartition(id));
             }
-            self.wal.append(&Record::DropPartition { epoch, partition: id })?;
+            self.wal.append(&Record::DropPartition {
+                epoch,
+                partition: id,
+            })?;
             let page_count = shape.latest().page_count;
             shape.set(
                 epoch,
@@ -833,7 +865,12 @@ impl Inner {
             .metadata
             .lock()
             .iter()
-            .filter_map(|(k, v)| v.at(epoch).cloned().flatten().map(|value| (k.clone(), value)))
+            .filter_map(|(k, v)| {
+                v.at(epoch)
+                    .cloned()
+                    .flatten()
+                    .map(|value| (k.clone(), value))
+            })
             .collect();
         CheckpointCut {
             epoch,
@@ -845,7 +882,10 @@ impl Inner {
     }
 
     /// fsyncs the partitions directory if a partition file was created since the last time.
-    pub(crate) fn sync_partitions_dir(&self, partitions: &BTreeMap<PartitionId, Arc<Partition>>) -> Result<()> {
+    pub(crate) fn sync_partitions_dir(
+        &self,
+        partitions: &BTreeMap<PartitionId, Arc<Partition>>,
+    ) -> Result<()> {
         let pending: Vec<_> = partitions
             .values()
             .filter(|p| p.needs_dir_sync.load(Ordering::Acquire))
@@ -854,7 +894,9 @@ impl Inner {
             return Ok(());
         }
         let dir = self.dir.join(PARTITIONS_DIR);
-        self.vfs.sync_dir(&dir).ctx("fsync partitions directory", &dir)?;
+        self.vfs
+            .sync_dir(&dir)
+            .ctx("fsync partitions directory", &dir)?;
         for partition in pending {
             partition.needs_dir_sync.store(false, Ordering::Release);
         }
@@ -894,7 +936,9 @@ impl Inner {
             self.budget.add_resident(-resident);
         }
         let dir = self.dir.join(PARTITIONS_DIR);
-        self.vfs.sync_dir(&dir).ctx("fsync partitions directory", &dir)?;
+        self.vfs
+            .sync_dir(&dir)
+            .ctx("fsync partitions directory", &dir)?;
         let mut partitions = self.partitions.write();
         for partition in doomed {
             partitions.remove(&partition.id);
@@ -947,16 +991,19 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
     let page_size = control.page_size as usize;
     let tmp_control = dir.join(CONTROL_TMP_FILE_NAME);
     if vfs.exists(&tmp_control).ctx("stat", &tmp_control)? {
-        vfs.remove_file(&tmp_control).ctx("remove stale control file", &tmp_control)?;
+        vfs.remove_file(&tmp_control)
+            .ctx("remove stale control file", &tmp_control)?;
     }
     let snapshots_tmp = dir.join(SNAPSHOTS_TMP_DIR);
     if vfs.exists(&snapshots_tmp).ctx("stat", &snapshots_tmp)? {
-        vfs.remove_dir_all(&snapshots_tmp).ctx("remove unfinished snapshots", &snapshots_tmp)?;
+        vfs.remove_dir_all(&snapshots_tmp)
+            .ctx("remove unfinished snapshots", &snapshots_tmp)?;
         tracing::info!(dir = %snapshots_tmp.display(), "removed unfinished snapshots");
     }
     let recovered_epoch = control.checkpoint_epoch + 1;
     let partitions_dir = dir.join(PARTITIONS_DIR);
-    vfs.create_dir_all(&partitions_dir).ctx("create partitions directory", &partitions_dir)?;
+    vfs.create_dir_all(&partitions_dir)
+        .ctx("create partitions directory", &partitions_dir)?;
 
     // Partitions the control file lists.
     let mut partitions: BTreeMap<PartitionId, Arc<Partition>> = BTreeMap::new();
@@ -967,7 +1014,9 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
                 Error::Corrupted {
                     file: path.clone(),
                     page: None,
-                    reason: format!("partition {id} is in the control file but its file is missing"),
+                    reason: format!(
+                        "partition {id} is in the control file but its file is missing"
+                    ),
                 }
             } else {
                 Error::io("open partition file", &path, e)
@@ -988,7 +1037,12 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
     let mut metadata: BTreeMap<Vec<u8>, Versioned<Option<Vec<u8>>>> = control
         .metadata
         .iter()
-        .map(|(k, v)| (k.clone(), Versioned::new(control.checkpoint_epoch, Some(v.clone()))))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                Versioned::new(control.checkpoint_epoch, Some(v.clone())),
+            )
+        })
         .collect();
 
     let budget = Budget::new(
@@ -1009,6 +1063,19 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
         control.replay_start_lsn,
     )?;
     report.wal_tail_cut = wal_report.tail_cut;
+    if wal.end_lsn() < control.replay_start_lsn {
+        // The control file only names a replay start the log had reached durably; a log ending
+        // before it lost synced records (the tail cut could not tell them from a torn tail).
+        return Err(Error::Corrupted {
+            file: dir.join(WAL_DIR),
+            page: None,
+            reason: format!(
+                "redo log ends at LSN {} but the checkpoint needs it up to {}",
+                wal.end_lsn(),
+                control.replay_start_lsn
+            ),
+        });
+    }
 
     // Replay.
     let mut needs_full_image: BTreeSet<PageId> = BTreeSet::new();
@@ -1025,7 +1092,9 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
         dirty: BTreeSet::new(),
         changed: false,
     };
-    report.records_replayed = wal.replay(control.replay_start_lsn, |lsn, record| replayer.apply(lsn, record))?;
+    report.records_replayed = wal.replay(control.replay_start_lsn, |lsn, record| {
+        replayer.apply(lsn, record)
+    })?;
     let (dirty, changed) = (std::mem::take(&mut replayer.dirty), replayer.changed);
     if let Some(page) = needs_full_image.iter().next() {
         return Err(Error::Corrupted {
@@ -1044,7 +1113,10 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
 
     // Files no durable state references: a create whose record was lost, or a drop whose
     // cleanup the crash interrupted.
-    for name in vfs.read_dir(&partitions_dir).ctx("list partitions directory", &partitions_dir)? {
+    for name in vfs
+        .read_dir(&partitions_dir)
+        .ctx("list partitions directory", &partitions_dir)?
+    {
         let owned = name
             .strip_prefix("part-")
             .and_then(|n| n.strip_suffix(".dat"))
@@ -1052,7 +1124,8 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
             .is_some_and(|id| partitions.contains_key(&PartitionId(id)));
         if !owned {
             let path = partitions_dir.join(&name);
-            vfs.remove_file(&path).ctx("remove stale partition file", &path)?;
+            vfs.remove_file(&path)
+                .ctx("remove stale partition file", &path)?;
             report.stale_files_removed.push(path);
         }
     }
@@ -1096,7 +1169,10 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
 fn create_store(vfs: &Arc<dyn Vfs>, dir: &Path, config: &Config) -> Result<()> {
     if vfs.exists(dir).ctx("stat store directory", dir)? {
         let entries = vfs.read_dir(dir).ctx("list store directory", dir)?;
-        let foreign: Vec<_> = entries.iter().filter(|e| e.as_str() != SNAPSHOTS_TMP_DIR).collect();
+        let foreign: Vec<_> = entries
+            .iter()
+            .filter(|e| e.as_str() != SNAPSHOTS_TMP_DIR)
+            .collect();
         if !foreign.is_empty() {
             return Err(Error::NotAStore {
                 dir: dir.to_path_buf(),
@@ -1122,7 +1198,8 @@ fn create_store(vfs: &Arc<dyn Vfs>, dir: &Path, config: &Config) -> Result<()> {
     vfs.create_dir_all(dir).ctx("create store directory", dir)?;
     for sub in [PARTITIONS_DIR, WAL_DIR] {
         let path = dir.join(sub);
-        vfs.create_dir_all(&path).ctx("create store directory", &path)?;
+        vfs.create_dir_all(&path)
+            .ctx("create store directory", &path)?;
     }
     vfs.sync_dir(dir).ctx("fsync store directory", dir)?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -1157,7 +1234,11 @@ impl Replayer<'_> {
         self.partitions.get(&id).filter(|p| p.exists()).cloned()
     }
 
-    fn slot_for(&self, page: PageId, lsn: Lsn) -> Result<Option<(Arc<Partition>, Arc<Mutex<Slot>>)>> {
+    fn slot_for(
+        &self,
+        page: PageId,
+        lsn: Lsn,
+    ) -> Result<Option<(Arc<Partition>, Arc<Mutex<Slot>>)>> {
         // Records for a dropped partition are skipped: the drop came later in the log.
         let Some(partition) = self.live_partition(page.partition) else {
             return Ok(None);
@@ -1207,7 +1288,12 @@ impl Replayer<'_> {
                 self.needs_full_image.remove(&page);
                 self.publish(page, &slot, image);
             }
-            Record::PageDelta { page, offset, bytes, .. } => {
+            Record::PageDelta {
+                page,
+                offset,
+                bytes,
+                ..
+            } => {
                 let Some((partition, slot)) = self.slot_for(page, lsn)? else {
                     return Ok(());
                 };
@@ -1219,7 +1305,9 @@ impl Replayer<'_> {
                     return Err(Error::Corrupted {
                         file: partition.path.clone(),
                         page: Some(page.index as u64),
-                        reason: format!("redo delta at LSN {lsn} ends at byte {end}, past the payload"),
+                        reason: format!(
+                            "redo delta at LSN {lsn} ends at byte {end}, past the payload"
+                        ),
                     });
                 }
                 let base = slot.lock().image.clone();
@@ -1243,7 +1331,11 @@ impl Replayer<'_> {
                 image.bytes[offset as usize..end].copy_from_slice(&bytes);
                 self.publish(page, &slot, image);
             }
-            Record::Allocate { partition: id, page_count, .. } => {
+            Record::Allocate {
+                partition: id,
+                page_count,
+                ..
+            } => {
                 let Some(partition) = self.live_partition(id) else {
                     return Ok(());
                 };
@@ -1252,7 +1344,11 @@ impl Replayer<'_> {
                     let index = slots.len() as u32;
                     let slot = Arc::new(Mutex::new(Slot::default()));
                     slots.push(Arc::clone(&slot));
-                    self.publish(PageId::new(id, index), &slot, PageImage::zeroed(self.page_size, lsn));
+                    self.publish(
+                        PageId::new(id, index),
+                        &slot,
+                        PageImage::zeroed(self.page_size, lsn),
+                    );
                     self.needs_full_image.remove(&PageId::new(id, index));
                 }
                 partition.shape.lock().set(
@@ -1269,7 +1365,10 @@ impl Replayer<'_> {
                     return Ok(()); // already in the checkpoint
                 }
                 let path = self.partitions_dir.join(format!("part-{}.dat", id.0));
-                let file = self.vfs.open(&path, OpenMode::Create).ctx("create partition file", &path)?;
+                let file = self
+                    .vfs
+                    .open(&path, OpenMode::Create)
+                    .ctx("create partition file", &path)?;
                 file.set_len(0).ctx("truncate partition file", &path)?;
                 let partition = Partition::new(id, path, file, self.epoch, 0);
                 partition.needs_dir_sync.store(true, Ordering::Release);
@@ -1294,7 +1393,9 @@ impl Replayer<'_> {
             }
             Record::MetadataPut { key, value, .. } => {
                 match self.metadata.get_mut(&key) {
-                    Some(versioned) => versioned.set(self.epoch.max(versioned.latest_epoch()), value),
+                    Some(versioned) => {
+                        versioned.set(self.epoch.max(versioned.latest_epoch()), value)
+                    }
                     None => {
                         self.metadata.insert(key, Versioned::new(self.epoch, value));
                     }

@@ -151,7 +151,10 @@ impl Epochs {
         let current = self.current.load();
         let next = Arc::new(EpochState::new(current.epoch + 1));
         let old = self.current.publish(next);
-        debug_assert_eq!(old.epoch, current.epoch, "the cut is only run by the checkpointer");
+        debug_assert_eq!(
+            old.epoch, current.epoch,
+            "the cut is only run by the checkpointer"
+        );
         fence(Ordering::SeqCst);
         if bugs::active(Bug::DrainDoesNotWait) {
             return old;
@@ -197,8 +200,15 @@ mod tests {
             std::thread::spawn(move || epochs.cut().epoch)
         };
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!cutter.is_finished(), "the drain returned while a writer of epoch 1 was active");
-        assert_eq!(epochs.current_epoch(), 2, "the next epoch is published before the drain");
+        assert!(
+            !cutter.is_finished(),
+            "the drain returned while a writer of epoch 1 was active"
+        );
+        assert_eq!(
+            epochs.current_epoch(),
+            2,
+            "the next epoch is published before the drain"
+        );
         drop(guard);
         assert_eq!(cutter.join().unwrap(), 1);
     }

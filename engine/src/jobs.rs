@@ -95,7 +95,11 @@ impl Jobs {
             },
             started: Instant::now(),
         });
-        let ended = inner.1.iter().filter(|e| e.status.duration.is_some()).count();
+        let ended = inner
+            .1
+            .iter()
+            .filter(|e| e.status.duration.is_some())
+            .count();
         if ended > ENDED_JOBS_MAX {
             if let Some(pos) = inner.1.iter().position(|e| e.status.duration.is_some()) {
                 inner.1.remove(pos);
@@ -126,7 +130,12 @@ impl Jobs {
     }
 
     pub(crate) fn list(&self) -> Vec<JobStatus> {
-        self.inner.lock().1.iter().map(|e| e.status.clone()).collect()
+        self.inner
+            .lock()
+            .1
+            .iter()
+            .map(|e| e.status.clone())
+            .collect()
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<JobStatus> {

@@ -14,7 +14,7 @@
 //! engine.write(page, 0, b"schema v1")?;
 //! engine.sync()?;
 //! engine.checkpoint()?;
-//! # Ok::<(), deltasnap::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod bugs;
@@ -27,14 +27,22 @@ pub mod error;
 pub mod format;
 pub mod jobs;
 pub(crate) mod memory;
+pub mod snapshot;
 pub mod sync;
 pub mod types;
 pub mod vfs;
 pub mod wal;
-pub mod snapshot;
 
-pub use checkpoint::{CheckpointCut, CheckpointListener, CheckpointOutcome, CutPartition, WriteGuard};
-pub use engine::{Config, Engine, EngineStats, RecoveryReport, METADATA_KEY_BYTES_MAX, METADATA_VALUE_BYTES_MAX};
+pub use checkpoint::{
+    CheckpointCut, CheckpointListener, CheckpointOutcome, CutPartition, WriteGuard,
+};
+pub use engine::{
+    Config, Engine, EngineStats, RecoveryReport, METADATA_KEY_BYTES_MAX, METADATA_VALUE_BYTES_MAX,
+};
 pub use error::{Error, Result};
 pub use jobs::{JobKind, JobStage, JobStatus};
+pub use snapshot::manifest::Manifest;
+pub use snapshot::verify::{
+    restore, restore_on, verify_snapshot, verify_snapshot_on, Problem, RestoreReport, VerifyReport,
+};
 pub use types::{Epoch, Lsn, PageId, PartitionId, WriteReceipt};

@@ -142,7 +142,9 @@ impl Partition {
         created_epoch: Epoch,
         page_count: u32,
     ) -> Self {
-        let slots = (0..page_count).map(|_| Arc::new(Mutex::new(Slot::default()))).collect();
+        let slots = (0..page_count)
+            .map(|_| Arc::new(Mutex::new(Slot::default())))
+            .collect();
         Partition {
             id,
             path,
@@ -182,7 +184,9 @@ impl Partition {
 
     /// Appends a slot (allocation); the caller holds the allocation order by holding
     /// [`Partition::allocation_lock`].
-    pub(crate) fn allocation_lock(&self) -> crate::sync::RwLockWriteGuard<'_, Vec<Arc<Mutex<Slot>>>> {
+    pub(crate) fn allocation_lock(
+        &self,
+    ) -> crate::sync::RwLockWriteGuard<'_, Vec<Arc<Mutex<Slot>>>> {
         self.slots.write()
     }
 
@@ -231,7 +235,12 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
-    pub(crate) fn new(page_size: u32, memory_bytes_max: u64, dirty_checkpoint_percent: u8, dirty_throttle_percent: u8) -> Self {
+    pub(crate) fn new(
+        page_size: u32,
+        memory_bytes_max: u64,
+        dirty_checkpoint_percent: u8,
+        dirty_throttle_percent: u8,
+    ) -> Self {
         let memory_bytes_max = memory_bytes_max.max(16 * page_size as u64);
         Budget {
             page_size: page_size as u64,

@@ -6,22 +6,35 @@ mod support;
 
 use std::sync::Arc;
 
-use support::{proptest_config, StoreState};
 use deltasnap::vfs::SimFs;
 use deltasnap::{Config, Engine, PageId, PartitionId};
 use proptest::prelude::*;
+use support::{proptest_config, StoreState};
 
 const PARTITIONS: u32 = 3;
 const PAGE_SIZE: u32 = 512;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Write { partition: u32, page: u32, offset: u16, len: u8, byte: u8 },
-    Allocate { partition: u32 },
-    MetadataPut { key: u8, value: u8 },
+    Write {
+        partition: u32,
+        page: u32,
+        offset: u16,
+        len: u8,
+        byte: u8,
+    },
+    Allocate {
+        partition: u32,
+    },
+    MetadataPut {
+        key: u8,
+        value: u8,
+    },
     Sync,
     Checkpoint,
-    Crash { seed: u64 },
+    Crash {
+        seed: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -49,14 +62,24 @@ fn config() -> Config {
 /// Applies a successful op to the reference state.
 fn apply(state: &mut StoreState, op: &Op) {
     match *op {
-        Op::Write { partition, page, offset, len, byte } => {
+        Op::Write {
+            partition,
+            page,
+            offset,
+            len,
+            byte,
+        } => {
             let pages = state.partitions.get_mut(&PartitionId(partition)).unwrap();
             let page = &mut pages[page as usize];
             page[offset as usize..offset as usize + len as usize].fill(byte);
         }
         Op::Allocate { partition } => {
             let payload = (PAGE_SIZE - 16) as usize;
-            state.partitions.get_mut(&PartitionId(partition)).unwrap().push(vec![0; payload]);
+            state
+                .partitions
+                .get_mut(&PartitionId(partition))
+                .unwrap()
+                .push(vec![0; payload]);
         }
         Op::MetadataPut { key, value } => {
             state.metadata.insert(vec![key], vec![value]);
@@ -81,14 +104,30 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     for op in &ops {
         let mut next = history.last().unwrap().clone();
         match *op {
-            Op::Write { partition, page, offset, len, byte } => {
+            Op::Write {
+                partition,
+                page,
+                offset,
+                len,
+                byte,
+            } => {
                 let count = next.partitions[&PartitionId(partition)].len() as u32;
                 if count == 0 {
                     continue;
                 }
-                let op = Op::Write { partition, page: page % count, offset, len, byte };
+                let op = Op::Write {
+                    partition,
+                    page: page % count,
+                    offset,
+                    len,
+                    byte,
+                };
                 engine
-                    .write(PageId::new(PartitionId(partition), page % count), offset as usize, &vec![byte; len as usize])
+                    .write(
+                        PageId::new(PartitionId(partition), page % count),
+                        offset as usize,
+                        &vec![byte; len as usize],
+                    )
                     .unwrap();
                 apply(&mut next, &op);
                 history.push(next);
@@ -117,7 +156,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 sim.crash(seed);
                 engine = Engine::open_on(Arc::clone(&vfs), dir, config()).unwrap();
                 let recovered = StoreState::read(&engine);
-                let prefix = (durable..history.len()).rev().find(|&k| history[k] == recovered);
+                let prefix = (durable..history.len())
+                    .rev()
+                    .find(|&k| history[k] == recovered);
                 prop_assert!(
                     prefix.is_some(),
                     "after crash (seed {}) the recovered state is no prefix of the history from the last sync (index {}) on; recovered {:?}",
@@ -134,7 +175,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     engine.close().unwrap();
     drop(engine);
     let engine = Engine::open_on(vfs, dir, config()).unwrap();
-    prop_assert_eq!(&StoreState::read(&engine), history.last().unwrap(), "clean close and reopen");
+    prop_assert_eq!(
+        &StoreState::read(&engine),
+        history.last().unwrap(),
+        "clean close and reopen"
+    );
     Ok(())
 }
 

@@ -22,15 +22,26 @@ fn corrupt_control_file_refuses_to_open() {
 
     let err = Engine::open(dir.path(), Config::default()).unwrap_err();
     assert!(
-        matches!(err, Error::ChecksumMismatch { .. } | Error::Corrupted { .. }),
+        matches!(
+            err,
+            Error::ChecksumMismatch { .. } | Error::Corrupted { .. }
+        ),
         "{err}"
     );
-    assert!(err.to_string().contains("CONTROL"), "error names the file: {err}");
+    assert!(
+        err.to_string().contains("CONTROL"),
+        "error names the file: {err}"
+    );
     // Nothing was overwritten: restoring the byte makes the store open with its data.
     bytes[middle] ^= 0xff;
     std::fs::write(&control, &bytes).unwrap();
     let engine = Engine::open(dir.path(), Config::default()).unwrap();
-    assert_eq!(&engine.read(deltasnap::PageId::new(PartitionId(0), 0)).unwrap()[..8], b"precious");
+    assert_eq!(
+        &engine
+            .read(deltasnap::PageId::new(PartitionId(0), 0))
+            .unwrap()[..8],
+        b"precious"
+    );
 }
 
 #[test]
@@ -40,5 +51,8 @@ fn missing_control_file_over_data_refuses_to_open() {
     std::fs::remove_file(dir.path().join("CONTROL")).unwrap();
     let err = Engine::open(dir.path(), Config::default()).unwrap_err();
     assert!(matches!(err, Error::NotAStore { .. }), "{err}");
-    assert!(dir.path().join("partitions/part-0.dat").exists(), "data left alone");
+    assert!(
+        dir.path().join("partitions/part-0.dat").exists(),
+        "data left alone"
+    );
 }

@@ -23,14 +23,22 @@ fn flipped_bit_in_a_page_names_file_and_page() {
     drop(engine);
 
     let path = dir.path().join("partitions").join("part-2.dat");
-    let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     let mut byte = [0u8; 1];
     file.read_exact_at(&mut byte, 2 * 4096 + 10).unwrap();
     file.write_all_at(&[byte[0] ^ 0x10], 2 * 4096 + 10).unwrap();
     drop(file);
 
     let engine = Engine::open(dir.path(), config).unwrap();
-    assert_eq!(engine.read(pages[1]).unwrap()[0], 2, "other pages still read");
+    assert_eq!(
+        engine.read(pages[1]).unwrap()[0],
+        2,
+        "other pages still read"
+    );
     let err = engine.read(pages[2]).unwrap_err();
     match &err {
         Error::ChecksumMismatch { file, page, .. } => {
@@ -39,7 +47,10 @@ fn flipped_bit_in_a_page_names_file_and_page() {
         }
         other => panic!("expected a checksum mismatch, got {other}"),
     }
-    assert!(err.to_string().contains("part-2.dat") && err.to_string().contains("page 2"), "{err}");
+    assert!(
+        err.to_string().contains("part-2.dat") && err.to_string().contains("page 2"),
+        "{err}"
+    );
     // A write to the corrupt page must not silently build on garbage either.
     assert!(engine.write(pages[2], 0, b"x").is_err());
 }

@@ -22,7 +22,10 @@ fn torn_wal_tail_is_cut_and_reported() {
     }
     // Tear the last record: chop a few bytes off the end of the newest segment.
     let wal = dir.path().join("wal");
-    let mut segments: Vec<_> = std::fs::read_dir(&wal).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut segments: Vec<_> = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     segments.sort();
     let last = segments.last().unwrap();
     let len = std::fs::metadata(last).unwrap().len();
@@ -38,8 +41,18 @@ fn torn_wal_tail_is_cut_and_reported() {
         .expect("the torn tail is reported in the open result");
     assert!(cut.bytes_dropped > 0);
     let payload = engine.read(PageId::new(PartitionId(0), 0)).unwrap();
-    assert_eq!(&payload[..5], b"first", "the write before the torn record survives");
-    assert_eq!(&payload[8..14], &[0; 6], "the torn write is gone, not half-applied");
-    engine.write(PageId::new(PartitionId(0), 0), 8, b"again").unwrap();
+    assert_eq!(
+        &payload[..5],
+        b"first",
+        "the write before the torn record survives"
+    );
+    assert_eq!(
+        &payload[8..14],
+        &[0; 6],
+        "the torn write is gone, not half-applied"
+    );
+    engine
+        .write(PageId::new(PartitionId(0), 0), 8, b"again")
+        .unwrap();
     engine.sync().unwrap();
 }

@@ -11,7 +11,10 @@ const WRITERS: u32 = 4;
 const PAGES_PER_WRITER: u32 = 256;
 
 fn seconds() -> u64 {
-    std::env::var("DELTASNAP_STRESS_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3)
+    std::env::var("DELTASNAP_STRESS_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
 }
 
 #[test]
@@ -45,8 +48,16 @@ fn writers_and_checkpointer_under_a_small_budget_lose_nothing() {
                     let index = writer * PAGES_PER_WRITER + (rng % PAGES_PER_WRITER as u64) as u32;
                     seq += 1;
                     let offset = (rng >> 32) as usize % 500 * 8; // 8 + offset + 8 <= 4080
-                    engine.write(PageId::new(partition, index), 0, &seq.to_le_bytes()).unwrap();
-                    engine.write(PageId::new(partition, index), 8 + offset, &seq.to_le_bytes()).unwrap();
+                    engine
+                        .write(PageId::new(partition, index), 0, &seq.to_le_bytes())
+                        .unwrap();
+                    engine
+                        .write(
+                            PageId::new(partition, index),
+                            8 + offset,
+                            &seq.to_le_bytes(),
+                        )
+                        .unwrap();
                     last.insert(index, seq);
                     if seq % 64 == 0 {
                         engine.sync().unwrap();
@@ -74,9 +85,23 @@ fn writers_and_checkpointer_under_a_small_budget_lose_nothing() {
             checked += 1;
         }
     }
-    eprintln!("checked {checked} pages; {stats:?}; {} checkpoint jobs", jobs.len());
+    eprintln!(
+        "checked {checked} pages; {stats:?}; {} checkpoint jobs",
+        jobs.len()
+    );
     assert!(stats.writes > 1000, "the writers made progress: {stats:?}");
-    assert!(stats.pages_evicted > 0, "the budget forced evictions: {stats:?}");
-    assert!(stats.writer_throttles > 0, "dirty pages hit the hard limit: {stats:?}");
-    assert!(jobs.iter().filter(|j| j.kind == deltasnap::JobKind::Checkpoint).count() > 2);
+    assert!(
+        stats.pages_evicted > 0,
+        "the budget forced evictions: {stats:?}"
+    );
+    assert!(
+        stats.writer_throttles > 0,
+        "dirty pages hit the hard limit: {stats:?}"
+    );
+    assert!(
+        jobs.iter()
+            .filter(|j| j.kind == deltasnap::JobKind::Checkpoint)
+            .count()
+            > 2
+    );
 }

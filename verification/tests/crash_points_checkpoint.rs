@@ -43,21 +43,24 @@ fn prepare(sim: &SimFs) -> (Engine, Vec<Pages>, usize) {
     }
     engine.checkpoint().unwrap();
     let mut history = vec![pages.clone()];
-    let mut write = |round: u32, i: u32| {
+    let write = |history: &mut Vec<Pages>, pages: &mut Pages, round: u32, i: u32| {
         let bytes = [(round * 31 + i) as u8; 40];
-        engine.write(PageId::new(partition, i), (i as usize * 7) % 400, &bytes).unwrap();
-        pages.get_mut(&i).unwrap()[(i as usize * 7) % 400..][..40].copy_from_slice(&bytes);
+        let offset = (i as usize * 7) % 400;
+        engine
+            .write(PageId::new(partition, i), offset, &bytes)
+            .unwrap();
+        pages.get_mut(&i).unwrap()[offset..][..40].copy_from_slice(&bytes);
         history.push(pages.clone());
     };
     for round in 0..3 {
         for i in 0..PAGES {
-            write(round, i);
+            write(&mut history, &mut pages, round, i);
         }
     }
     engine.sync().unwrap();
     let synced = history.len() - 1;
     for i in 0..PAGES / 2 {
-        write(9, i);
+        write(&mut history, &mut pages, 9, i);
     }
     (engine, history, synced)
 }
@@ -109,7 +112,10 @@ fn crash_at_every_operation_of_a_checkpoint_loses_nothing_synced() {
     }
     let points = crash_at_every_checkpoint_operation().unwrap();
     eprintln!("crash points tried: {points}");
-    assert!(points > 20, "the checkpoint did some I/O: {points} crash points");
+    assert!(
+        points > 20,
+        "the checkpoint did some I/O: {points} crash points"
+    );
 
     // The same check fails when the checkpoint's durability order is broken.
     for bug in [Bug::ControlBeforePageFsync, Bug::PurgeBeforeControl] {

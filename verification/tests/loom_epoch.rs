@@ -96,7 +96,11 @@ fn k1_causally_later_writes_never_get_an_older_epoch() {
             loom::thread::spawn(move || {
                 let before = seen.load(Ordering::Acquire);
                 let guard = epochs.enter();
-                assert!(guard.epoch() >= before, "K1: epoch {} after a write of {before}", guard.epoch());
+                assert!(
+                    guard.epoch() >= before,
+                    "K1: epoch {} after a write of {before}",
+                    guard.epoch()
+                );
             })
         };
         drop(epochs.cut());

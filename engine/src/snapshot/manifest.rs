@@ -119,7 +119,10 @@ impl Manifest {
                 )));
             }
             if !seen.insert(partition.id) {
-                return Err(corrupted(format!("partition {} listed twice", partition.id)));
+                return Err(corrupted(format!(
+                    "partition {} listed twice",
+                    partition.id
+                )));
             }
             if partition.page_crcs.len() != partition.page_count as usize {
                 return Err(corrupted(format!(
@@ -191,7 +194,12 @@ mod tests {
 
     #[test]
     fn names_escaping_the_directory_are_refused() {
-        for bad in ["../part-1.dat", "/etc/passwd", "partitions/../../x", "partitions/part-2.dat"] {
+        for bad in [
+            "../part-1.dat",
+            "/etc/passwd",
+            "partitions/../../x",
+            "partitions/part-2.dat",
+        ] {
             let mut m = sample();
             m.partitions[0].file = bad.into();
             let err = Manifest::parse(&m.to_json(), Path::new("m")).unwrap_err();

@@ -61,7 +61,10 @@ pub fn verify_snapshot_on(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<VerifyReport
     let mut report = VerifyReport::default();
     let manifest_path = dir.join(MANIFEST_FILE_NAME);
     if !vfs.is_dir(dir).ctx("stat snapshot directory", dir)? {
-        return Err(Error::InvalidArgument(format!("{} is not a directory", dir.display())));
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
     }
     let manifest = match read_manifest(vfs, &manifest_path) {
         Ok(manifest) => manifest,
@@ -87,7 +90,9 @@ pub fn verify_snapshot_on(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<VerifyReport
         let file = match vfs.open(&path, OpenMode::Read) {
             Ok(file) => file,
             Err(e) => {
-                report.problems.push(problem(None, format!("cannot open: {e}")));
+                report
+                    .problems
+                    .push(problem(None, format!("cannot open: {e}")));
                 continue;
             }
         };
@@ -97,17 +102,23 @@ pub fn verify_snapshot_on(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<VerifyReport
         if len != expected_len {
             report.problems.push(problem(
                 None,
-                format!("{len} bytes, the manifest says {} pages ({expected_len} bytes)", partition.page_count),
+                format!(
+                    "{len} bytes, the manifest says {} pages ({expected_len} bytes)",
+                    partition.page_count
+                ),
             ));
         }
         let mut page = vec![0u8; page_size];
         for index in 0..partition.page_count {
             let offset = index as u64 * page_size as u64;
             if offset + page_size as u64 > len {
-                report.problems.push(problem(Some(index), "missing (file too short)".into()));
+                report
+                    .problems
+                    .push(problem(Some(index), "missing (file too short)".into()));
                 continue;
             }
-            file.read_exact_at(&mut page, offset).ctx("read snapshot page", &path)?;
+            file.read_exact_at(&mut page, offset)
+                .ctx("read snapshot page", &path)?;
             report.pages_checked += 1;
             match format::verify_page(&page, index, &path) {
                 Ok(footer) if footer.crc != partition.page_crcs[index as usize] => {
@@ -120,14 +131,19 @@ pub fn verify_snapshot_on(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<VerifyReport
                     ));
                 }
                 Ok(_) => {}
-                Err(error) => report.problems.push(problem(Some(index), error.to_string())),
+                Err(error) => report
+                    .problems
+                    .push(problem(Some(index), error.to_string())),
             }
         }
     }
     // Files nobody listed.
     let partitions_dir = dir.join(PARTITIONS_DIR);
     if vfs.is_dir(&partitions_dir).ctx("stat", &partitions_dir)? {
-        for name in vfs.read_dir(&partitions_dir).ctx("list snapshot partitions", &partitions_dir)? {
+        for name in vfs
+            .read_dir(&partitions_dir)
+            .ctx("list snapshot partitions", &partitions_dir)?
+        {
             let relative = format!("{PARTITIONS_DIR}/{name}");
             if !expected_files.contains(&relative) {
                 report.problems.push(Problem {
@@ -162,7 +178,8 @@ fn read_manifest(vfs: &Arc<dyn Vfs>, path: &Path) -> Result<Manifest> {
         });
     }
     let mut bytes = vec![0u8; len as usize];
-    file.read_exact_at(&mut bytes, 0).ctx("read manifest", path)?;
+    file.read_exact_at(&mut bytes, 0)
+        .ctx("read manifest", path)?;
     Manifest::parse(&bytes, path)
 }
 
@@ -182,7 +199,10 @@ pub struct RestoreReport {
 /// let engine = deltasnap::Engine::open(&report.store_dir, deltasnap::Config::default())?;
 /// # Ok::<(), deltasnap::Error>(())
 /// ```
-pub fn restore(snapshot_dir: impl AsRef<Path>, new_store_dir: impl AsRef<Path>) -> Result<RestoreReport> {
+pub fn restore(
+    snapshot_dir: impl AsRef<Path>,
+    new_store_dir: impl AsRef<Path>,
+) -> Result<RestoreReport> {
     restore_on(
         &(Arc::new(StdFs::new()) as Arc<dyn Vfs>),
         snapshot_dir.as_ref(),
@@ -194,10 +214,19 @@ pub fn restore(snapshot_dir: impl AsRef<Path>, new_store_dir: impl AsRef<Path>) 
 /// control file naming the cut, so that `Engine::open(new_store_dir)` starts at the cut. A crash
 /// before the control file leaves a directory that `Engine::open` refuses (no control file over
 /// data), never a store with half a snapshot.
-pub fn restore_on(vfs: &Arc<dyn Vfs>, snapshot_dir: &Path, new_store_dir: &Path) -> Result<RestoreReport> {
+pub fn restore_on(
+    vfs: &Arc<dyn Vfs>,
+    snapshot_dir: &Path,
+    new_store_dir: &Path,
+) -> Result<RestoreReport> {
     let report = verify_snapshot_on(vfs, snapshot_dir)?;
     if !report.is_ok() {
-        let listed: Vec<String> = report.problems.iter().take(5).map(|p| p.to_string()).collect();
+        let listed: Vec<String> = report
+            .problems
+            .iter()
+            .take(5)
+            .map(|p| p.to_string())
+            .collect();
         return Err(Error::InvalidSnapshot(format!(
             "{} does not verify ({} problems): {}",
             snapshot_dir.display(),
@@ -206,8 +235,13 @@ pub fn restore_on(vfs: &Arc<dyn Vfs>, snapshot_dir: &Path, new_store_dir: &Path)
         )));
     }
     let manifest = report.manifest.expect("a verified report has its manifest");
-    if vfs.exists(new_store_dir).ctx("stat restore target", new_store_dir)?
-        && !vfs.read_dir(new_store_dir).ctx("list restore target", new_store_dir)?.is_empty()
+    if vfs
+        .exists(new_store_dir)
+        .ctx("stat restore target", new_store_dir)?
+        && !vfs
+            .read_dir(new_store_dir)
+            .ctx("list restore target", new_store_dir)?
+            .is_empty()
     {
         return Err(Error::InvalidArgument(format!(
             "restore target {} is not empty",
@@ -215,17 +249,25 @@ pub fn restore_on(vfs: &Arc<dyn Vfs>, snapshot_dir: &Path, new_store_dir: &Path)
         )));
     }
     let partitions_dir = new_store_dir.join(PARTITIONS_DIR);
-    vfs.create_dir_all(&partitions_dir).ctx("create restore target", &partitions_dir)?;
+    vfs.create_dir_all(&partitions_dir)
+        .ctx("create restore target", &partitions_dir)?;
     let wal_dir = new_store_dir.join(WAL_DIR);
-    vfs.create_dir_all(&wal_dir).ctx("create restore target", &wal_dir)?;
+    vfs.create_dir_all(&wal_dir)
+        .ctx("create restore target", &wal_dir)?;
     let mut pages = 0u64;
     for partition in &manifest.partitions {
         let from = snapshot_dir.join(&partition.file);
         let to = partitions_dir.join(format!("part-{}.dat", partition.id));
-        let source = vfs.open(&from, OpenMode::Read).ctx("open snapshot file", &from)?;
-        let target = vfs.open(&to, OpenMode::CreateNew).ctx("create partition file", &to)?;
+        let source = vfs
+            .open(&from, OpenMode::Read)
+            .ctx("open snapshot file", &from)?;
+        let target = vfs
+            .open(&to, OpenMode::CreateNew)
+            .ctx("create partition file", &to)?;
         let len = partition.page_count as u64 * manifest.page_size as u64;
-        let copied = source.copy_to(0, target.as_ref(), 0, len).ctx("copy partition", &to)?;
+        let copied = source
+            .copy_to(0, target.as_ref(), 0, len)
+            .ctx("copy partition", &to)?;
         if copied != len {
             return Err(Error::Corrupted {
                 file: from,
@@ -236,8 +278,10 @@ pub fn restore_on(vfs: &Arc<dyn Vfs>, snapshot_dir: &Path, new_store_dir: &Path)
         target.sync_all().ctx("fsync partition file", &to)?;
         pages += partition.page_count as u64;
     }
-    vfs.sync_dir(&partitions_dir).ctx("fsync partitions directory", &partitions_dir)?;
-    vfs.sync_dir(&wal_dir).ctx("fsync wal directory", &wal_dir)?;
+    vfs.sync_dir(&partitions_dir)
+        .ctx("fsync partitions directory", &partitions_dir)?;
+    vfs.sync_dir(&wal_dir)
+        .ctx("fsync wal directory", &wal_dir)?;
     control::write(
         vfs,
         new_store_dir,
