@@ -2,6 +2,7 @@
 //! purge), each followed by a seeded crash and recovery: if the checkpoint's durability order
 //! were wrong (C2, C3), a synced write would be lost or the store would not reopen (R1).
 //! Seeded bugs that break the order are shown to be caught.
+#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
 
 use std::collections::BTreeMap;
 use std::path::Path;

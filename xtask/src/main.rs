@@ -65,7 +65,7 @@ fn cargo(args: &[&str]) -> Vec<String> {
 
 fn steps(depth: Depth, root: &Path) -> Vec<Step> {
     let target = |mode: &str| root.join(format!("target-{mode}")).display().to_string();
-    let mut steps = vec![
+    let steps = vec![
         Step {
             name: "format",
             program: "cargo",
@@ -99,8 +99,53 @@ fn steps(depth: Depth, root: &Path) -> Vec<Step> {
                 .to_string(),
             )],
         },
+        Step {
+            name: "loom (epoch handshake, exhaustive within the preemption bound)",
+            program: "cargo",
+            args: cargo(&[
+                "test",
+                "--release",
+                "-p",
+                "deltasnap-verification",
+                "--test",
+                "loom_*",
+                "--",
+                // The seeded-bug switches are process-wide: one test at a time.
+                "--test-threads=1",
+            ]),
+            env: vec![
+                ("RUSTFLAGS", "--cfg deltasnap_loom".to_string()),
+                ("CARGO_TARGET_DIR", target("loom")),
+                (
+                    "LOOM_MAX_PREEMPTIONS",
+                    match depth {
+                        Depth::Quick => "2",
+                        Depth::Normal => "3",
+                        Depth::Deep => "4",
+                    }
+                    .to_string(),
+                ),
+            ],
+        },
+        Step {
+            name: "shuttle (group commit; random and PCT schedulers)",
+            program: "cargo",
+            args: cargo(&[
+                "test",
+                "--release",
+                "-p",
+                "deltasnap",
+                "--test",
+                "*_shuttle",
+                "--",
+                "--test-threads=1",
+            ]),
+            env: vec![
+                ("RUSTFLAGS", "--cfg deltasnap_shuttle".to_string()),
+                ("CARGO_TARGET_DIR", target("shuttle")),
+            ],
+        },
     ];
-    let _ = target;
     steps
 }
 
