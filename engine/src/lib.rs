@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod format;
+pub mod snapshot;
 pub mod sync;
 pub mod types;
 pub mod vfs;
