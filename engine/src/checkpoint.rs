@@ -97,6 +97,8 @@ pub(crate) enum Trigger {
     DirtyBytes,
     RedoBytes,
     Close,
+    /// A snapshot needs a cut: runs even if nothing changed.
+    Snapshot,
 }
 
 impl Trigger {
@@ -107,6 +109,7 @@ impl Trigger {
             Trigger::DirtyBytes => "dirty bytes",
             Trigger::RedoBytes => "redo bytes",
             Trigger::Close => "close",
+            Trigger::Snapshot => "snapshot",
         }
     }
 }
@@ -120,6 +123,8 @@ pub(crate) struct Schedule {
     pub(crate) completed_run: u64,
     pub(crate) last_result: Option<std::result::Result<CheckpointOutcome, String>>,
     pub(crate) shutdown: bool,
+    /// A snapshot asked for a checkpoint that runs even if nothing changed.
+    pub(crate) snapshot_requested: bool,
     pub(crate) last_end: Option<Instant>,
 }
 
@@ -134,7 +139,7 @@ pub(crate) fn run_thread(inner: Arc<Inner>) {
                 if schedule.shutdown {
                     return;
                 }
-                if let Some(trigger) = due(&inner, &schedule) {
+                if let Some(trigger) = due(&inner, &mut schedule) {
                     break trigger;
                 }
                 let (guard, _) = inner
@@ -159,7 +164,10 @@ pub(crate) fn run_thread(inner: Arc<Inner>) {
     }
 }
 
-fn due(inner: &Inner, schedule: &Schedule) -> Option<Trigger> {
+fn due(inner: &Inner, schedule: &mut Schedule) -> Option<Trigger> {
+    if std::mem::take(&mut schedule.snapshot_requested) {
+        return Some(Trigger::Snapshot);
+    }
     if schedule.requested_run > schedule.started_run {
         return Some(Trigger::OnDemand);
     }
@@ -191,7 +199,7 @@ pub(crate) fn run(inner: &Inner, trigger: Trigger) -> Result<CheckpointOutcome> 
     }
     let started = Instant::now();
     let current = inner.epochs.current();
-    if !current.has_changes() {
+    if !current.has_changes() && trigger != Trigger::Snapshot {
         return Ok(CheckpointOutcome {
             epoch: None,
             replay_start_lsn: inner.last_replay_start(),

@@ -33,6 +33,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::format;
 use crate::jobs::{JobStatus, Jobs};
 use crate::memory::{Budget, PageImage, Partition, PartitionShape, Slot, Versioned};
+use crate::snapshot::task::{SnapshotClaim, SnapshotHandle, SnapshotOptions};
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::sync::{thread, Arc, Condvar, Mutex, RwLock};
 use crate::types::{Epoch, Lsn, PageId, PartitionId, WriteReceipt};
@@ -128,6 +129,8 @@ pub struct RecoveryReport {
     pub wal_tail_cut: Option<TailCut>,
     /// Files of partitions that no durable state references, removed.
     pub stale_files_removed: Vec<PathBuf>,
+    /// Temporary directories of snapshots that never published, removed.
+    pub unfinished_snapshots_removed: Vec<PathBuf>,
 }
 
 /// Counters of what the engine did since it was opened (also exported through `metrics`).
@@ -179,6 +182,8 @@ pub(crate) struct Inner {
     /// Partitions whose files must outlive a drop (a snapshot copying them), by hold count.
     held_partitions: Mutex<BTreeMap<PartitionId, u32>>,
     counters: Counters,
+    /// The name of the running snapshot (at most one at a time).
+    running_snapshot: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -425,14 +430,35 @@ impl Engine {
 
     /// Registers a checkpoint listener; it sees every checkpoint that begins after this returns.
     pub fn add_checkpoint_listener(&self, listener: Arc<dyn CheckpointListener>) -> u64 {
-        let id = self.inner.next_listener_id.fetch_add(1, Ordering::Relaxed);
-        self.inner.listeners.write().push((id, listener));
-        id
+        self.inner.add_listener(listener)
     }
 
     /// Removes a listener; a checkpoint already running keeps calling it until it ends.
     pub fn remove_checkpoint_listener(&self, id: u64) {
-        self.inner.listeners.write().retain(|(i, _)| *i != id);
+        self.inner.remove_listener(id)
+    }
+
+    /// Starts an online snapshot into `<options.target_dir>/<options.name>` while writes and
+    /// checkpoints go on. It forces a checkpoint `S` and captures exactly the writes whose
+    /// receipt epoch is `<= S` (the manifest's `cut_epoch`). At most one snapshot runs at a time.
+    ///
+    /// ```
+    /// use deltasnap::{Config, Engine, PartitionId, SnapshotOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::open(dir.path().join("store"), Config::default())?;
+    /// engine.create_partition(PartitionId(1))?;
+    /// let page = engine.allocate_page(PartitionId(1))?;
+    /// let receipt = engine.write(page, 0, b"in the snapshot")?;
+    /// let snapshot = engine.snapshot(SnapshotOptions::new(dir.path(), "first"))?;
+    /// let manifest = snapshot.wait()?;
+    /// assert!(receipt.epoch <= manifest.cut_epoch);
+    /// assert!(deltasnap::verify_snapshot(dir.path().join("first"))?.is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn snapshot(&self, options: SnapshotOptions) -> Result<SnapshotHandle> {
+        self.inner.check_writable()?;
+        crate::snapshot::task::start(&self.inner, options)
     }
 
     /// Stops the checkpointer, makes every write durable with a final checkpoint, and closes the
@@ -461,10 +487,6 @@ impl Engine {
         self.inner.closed.store(true, Ordering::Release);
         result
     }
-
-    pub(crate) fn inner(&self) -> &Arc<Inner> {
-        &self.inner
-    }
 }
 
 impl Drop for Engine {
@@ -476,6 +498,40 @@ impl Drop for Engine {
 }
 
 impl Inner {
+    pub(crate) fn add_listener(&self, listener: Arc<dyn CheckpointListener>) -> u64 {
+        let id = self.next_listener_id.fetch_add(1, Ordering::Relaxed);
+        self.listeners.write().push((id, listener));
+        id
+    }
+
+    pub(crate) fn remove_listener(&self, id: u64) {
+        self.listeners.write().retain(|(i, _)| *i != id);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Takes the one snapshot slot of this store.
+    pub(crate) fn claim_snapshot_slot(self: &Arc<Self>, name: &str) -> Result<SnapshotClaim> {
+        let mut running = self.running_snapshot.lock();
+        if let Some(other) = running.as_ref() {
+            return Err(Error::SnapshotRunning(other.clone()));
+        }
+        *running = Some(name.to_string());
+        Ok(SnapshotClaim::new(Arc::clone(self)))
+    }
+
+    pub(crate) fn release_snapshot_slot(&self) {
+        *self.running_snapshot.lock() = None;
+    }
+
+    /// Asks the checkpointer thread for a checkpoint that runs even if nothing changed.
+    pub(crate) fn request_forced_checkpoint(&self) {
+        self.schedule.lock().snapshot_requested = true;
+        self.schedule_changed.notify_all();
+    }
+
     pub(crate) fn poisoned(&self) -> Option<String> {
         if !self.poisoned_flag.load(Ordering::Acquire) {
             return None;
@@ -994,12 +1050,7 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
         vfs.remove_file(&tmp_control)
             .ctx("remove stale control file", &tmp_control)?;
     }
-    let snapshots_tmp = dir.join(SNAPSHOTS_TMP_DIR);
-    if vfs.exists(&snapshots_tmp).ctx("stat", &snapshots_tmp)? {
-        vfs.remove_dir_all(&snapshots_tmp)
-            .ctx("remove unfinished snapshots", &snapshots_tmp)?;
-        tracing::info!(dir = %snapshots_tmp.display(), "removed unfinished snapshots");
-    }
+    report.unfinished_snapshots_removed = crate::snapshot::task::remove_unfinished(&vfs, &dir)?;
     let recovered_epoch = control.checkpoint_epoch + 1;
     let partitions_dir = dir.join(PARTITIONS_DIR);
     vfs.create_dir_all(&partitions_dir)
@@ -1160,6 +1211,7 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
         jobs: Jobs::default(),
         held_partitions: Mutex::new(BTreeMap::new()),
         counters: Counters::default(),
+        running_snapshot: Mutex::new(None),
         config,
     };
     Ok((inner, report))

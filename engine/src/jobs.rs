@@ -137,13 +137,4 @@ impl Jobs {
             .map(|e| e.status.clone())
             .collect()
     }
-
-    pub(crate) fn get(&self, id: u64) -> Option<JobStatus> {
-        self.inner
-            .lock()
-            .1
-            .iter()
-            .find(|e| e.status.id == id)
-            .map(|e| e.status.clone())
-    }
 }

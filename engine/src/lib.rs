@@ -42,7 +42,9 @@ pub use engine::{
 pub use error::{Error, Result};
 pub use jobs::{JobKind, JobStage, JobStatus};
 pub use snapshot::manifest::Manifest;
+pub use snapshot::protocol::DeltaPolicy;
 pub use snapshot::verify::{
     restore, restore_on, verify_snapshot, verify_snapshot_on, Problem, RestoreReport, VerifyReport,
 };
+pub use snapshot::{SnapshotHandle, SnapshotOptions, SnapshotProgress};
 pub use types::{Epoch, Lsn, PageId, PartitionId, WriteReceipt};

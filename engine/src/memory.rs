@@ -37,10 +37,6 @@ impl PageImage {
             lsn,
         }
     }
-
-    pub(crate) fn payload(&self) -> &[u8] {
-        &self.bytes[..format::payload_size(self.bytes.len())]
-    }
 }
 
 /// The state of one page, behind its latch.

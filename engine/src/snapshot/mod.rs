@@ -9,8 +9,13 @@
 //!   captures and when the merge may start. The engine wraps it with I/O and a lock; the stateright
 //!   model in `deltasnap-models` drives the very same code.
 //! - [`manifest`]: what a published snapshot holds (format.md §5.2).
+//! - `task`: the hook, the copier, the merge and the publish around the protocol.
 //! - [`verify`]: `verify_snapshot` and `restore`.
 
+pub(crate) mod delta;
 pub mod manifest;
 pub mod protocol;
+pub(crate) mod task;
 pub mod verify;
+
+pub use task::{CopyGate, SnapshotHandle, SnapshotOptions, SnapshotProgress};
