@@ -20,16 +20,23 @@ pub enum Bug {
     ControlBeforePageFsync = 4,
     /// Redo segments are purged before the control file is durable (C3, R1).
     PurgeBeforeControl = 5,
+    /// The snapshot hook drops the captures it decides while the cut checkpoint is writing
+    /// (phase A of DESIGN §4; S3).
+    SkipNewImageCapture = 6,
+    /// The snapshot hook drops the old-image captures after the cut checkpoint ended (S3).
+    SkipOldImageCapture = 7,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 8] = [
         Bug::SkipRegistrationRecheck,
         Bug::DrainDoesNotWait,
         Bug::NoRetryAfterCut,
         Bug::NoCheckpointImage,
         Bug::ControlBeforePageFsync,
         Bug::PurgeBeforeControl,
+        Bug::SkipNewImageCapture,
+        Bug::SkipOldImageCapture,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +47,8 @@ impl Bug {
             Bug::NoCheckpointImage => "no-checkpoint-image",
             Bug::ControlBeforePageFsync => "control-before-page-fsync",
             Bug::PurgeBeforeControl => "purge-before-control",
+            Bug::SkipNewImageCapture => "skip-new-image-capture",
+            Bug::SkipOldImageCapture => "skip-old-image-capture",
         }
     }
 }

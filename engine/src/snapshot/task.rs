@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::bugs::{self, Bug};
 use crate::checkpoint::{self, CheckpointCut, CheckpointListener, Trigger, WriteGuard};
 use crate::engine::{Inner, SNAPSHOTS_TMP_DIR};
 use crate::error::{Error, IoContext, Result};
@@ -308,6 +309,8 @@ impl CheckpointListener for SnapshotListener {
             }
         };
         let captured = match capture {
+            Capture::NewImage if bugs::active(Bug::SkipNewImageCapture) => Ok(false),
+            Capture::OldImageFromFile if bugs::active(Bug::SkipOldImageCapture) => Ok(false),
             Capture::NewImage => state.delta.append(page.index, image).map(|_| true),
             Capture::OldImageFromFile => {
                 let mut old = vec![0u8; shared.page_size as usize];
