@@ -156,6 +156,12 @@ struct Counters {
     writer_throttles: AtomicU64,
 }
 
+/// Metadata keys and their values over epochs (`None`: deleted).
+type MetadataMap = BTreeMap<Vec<u8>, Versioned<Option<Vec<u8>>>>;
+
+/// A page's partition and slot.
+type SlotRef = (Arc<Partition>, Arc<Mutex<Slot>>);
+
 /// State shared by the engine handle and the checkpointer thread.
 pub(crate) struct Inner {
     pub(crate) vfs: Arc<dyn Vfs>,
@@ -166,7 +172,7 @@ pub(crate) struct Inner {
     pub(crate) epochs: Epochs,
     /// Every partition, including dropped ones whose file is not deleted yet.
     partitions: RwLock<BTreeMap<PartitionId, Arc<Partition>>>,
-    metadata: Mutex<BTreeMap<Vec<u8>, Versioned<Option<Vec<u8>>>>>,
+    metadata: Mutex<MetadataMap>,
     pub(crate) budget: Budget,
     pub(crate) listeners: RwLock<Listeners>,
     next_listener_id: AtomicU64,
@@ -1085,7 +1091,7 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
         let partition = Partition::new(id, path, file, control.checkpoint_epoch, page_count);
         partitions.insert(id, Arc::new(partition));
     }
-    let mut metadata: BTreeMap<Vec<u8>, Versioned<Option<Vec<u8>>>> = control
+    let mut metadata: MetadataMap = control
         .metadata
         .iter()
         .map(|(k, v)| {
@@ -1274,7 +1280,7 @@ struct Replayer<'a> {
     page_size: usize,
     epoch: Epoch,
     partitions: &'a mut BTreeMap<PartitionId, Arc<Partition>>,
-    metadata: &'a mut BTreeMap<Vec<u8>, Versioned<Option<Vec<u8>>>>,
+    metadata: &'a mut MetadataMap,
     needs_full_image: &'a mut BTreeSet<PageId>,
     budget: &'a Budget,
     dirty: BTreeSet<PageId>,
@@ -1286,11 +1292,7 @@ impl Replayer<'_> {
         self.partitions.get(&id).filter(|p| p.exists()).cloned()
     }
 
-    fn slot_for(
-        &self,
-        page: PageId,
-        lsn: Lsn,
-    ) -> Result<Option<(Arc<Partition>, Arc<Mutex<Slot>>)>> {
+    fn slot_for(&self, page: PageId, lsn: Lsn) -> Result<Option<SlotRef>> {
         // Records for a dropped partition are skipped: the drop came later in the log.
         let Some(partition) = self.live_partition(page.partition) else {
             return Ok(None);
