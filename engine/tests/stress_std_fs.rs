@@ -59,7 +59,7 @@ fn writers_and_checkpointer_under_a_small_budget_lose_nothing() {
                         )
                         .unwrap();
                     last.insert(index, seq);
-                    if seq % 64 == 0 {
+                    if seq.is_multiple_of(64) {
                         engine.sync().unwrap();
                         synced.clone_from(&last);
                     }

@@ -108,7 +108,7 @@ fn spawn_writer(
                 bytes,
                 receipt,
             });
-            if writes.len() % 64 == 0 {
+            if writes.len().is_multiple_of(64) {
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
