@@ -128,21 +128,41 @@ fn steps(depth: Depth, root: &Path) -> Vec<Step> {
             ],
         },
         Step {
-            name: "shuttle (group commit; random and PCT schedulers)",
+            name: "shuttle (group commit; whole engine with a snapshot; random and PCT schedulers)",
             program: "cargo",
             args: cargo(&[
                 "test",
                 "--release",
                 "-p",
                 "deltasnap",
+                "-p",
+                "deltasnap-verification",
                 "--test",
-                "*_shuttle",
+                "*shuttle*",
                 "--",
                 "--test-threads=1",
             ]),
             env: vec![
                 ("RUSTFLAGS", "--cfg deltasnap_shuttle".to_string()),
                 ("CARGO_TARGET_DIR", target("shuttle")),
+                (
+                    "DELTASNAP_SHUTTLE_RANDOM",
+                    match depth {
+                        Depth::Quick => "200",
+                        Depth::Normal => "1000",
+                        Depth::Deep => "20000",
+                    }
+                    .to_string(),
+                ),
+                (
+                    "DELTASNAP_SHUTTLE_PCT",
+                    match depth {
+                        Depth::Quick => "50",
+                        Depth::Normal => "300",
+                        Depth::Deep => "5000",
+                    }
+                    .to_string(),
+                ),
             ],
         },
     ];

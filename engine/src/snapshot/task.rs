@@ -147,6 +147,7 @@ pub(crate) struct Shared {
     cut_epoch: AtomicU64,
     copy_done: AtomicBool,
     cancel_requested: AtomicBool,
+    finished: AtomicBool,
 }
 
 impl Shared {
@@ -418,7 +419,7 @@ impl SnapshotHandle {
 
     /// Whether the snapshot has ended (published, failed or cancelled).
     pub fn is_finished(&self) -> bool {
-        self.thread.lock().as_ref().is_none_or(|t| t.is_finished())
+        self.shared.finished.load(Ordering::Acquire)
     }
 
     /// Waits for the snapshot to end; returns its manifest once it is published.
@@ -531,6 +532,7 @@ pub(crate) fn start(inner: &Arc<Inner>, options: SnapshotOptions) -> Result<Snap
         cut_epoch: AtomicU64::new(0),
         copy_done: AtomicBool::new(false),
         cancel_requested: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
     });
     let listener_id = inner.add_listener(Arc::new(SnapshotListener(Arc::clone(&shared))));
     let job = inner.jobs.start(JobKind::Snapshot, JobStage::Waiting);
@@ -607,6 +609,7 @@ impl Task {
             tracing::warn!(marker = %marker.display(), %error, "could not remove the snapshot marker; the next open removes it");
         }
         self.claim.take();
+        self.shared.finished.store(true, Ordering::Release);
         let duration = started.elapsed();
         match &result {
             Ok(manifest) => {
