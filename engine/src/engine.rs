@@ -1168,6 +1168,24 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
     }
     drop(epoch_state);
 
+    // Pages past the recovered page count were allocated by records that never became durable;
+    // a checkpoint the crash interrupted may have written them. They are not part of the store.
+    for partition in partitions.values() {
+        let len = partition.file.len().ctx("stat partition file", &partition.path)?;
+        let needed = partition.page_count() as u64 * page_size as u64;
+        if len > needed {
+            partition
+                .file
+                .set_len(needed)
+                .ctx("trim partition file", &partition.path)?;
+            partition
+                .file
+                .sync_all()
+                .ctx("fsync partition file", &partition.path)?;
+            tracing::info!(file = %partition.path.display(), bytes = len - needed, "trimmed pages past the recovered page count");
+        }
+    }
+
     // Files no durable state references: a create whose record was lost, or a drop whose
     // cleanup the crash interrupted.
     for name in vfs
