@@ -19,6 +19,7 @@ use clap::Parser;
 use crate::args::{Cli, Command};
 
 fn main() {
+    restore_sigpipe();
     failure::install_panic_hook();
     let cli = Cli::parse();
     init_tracing();
@@ -31,6 +32,17 @@ fn main() {
     if let Err(failure) = result {
         eprintln!("deltasnap: {failure}");
         std::process::exit(failure.exit_code());
+    }
+}
+
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`deltasnap inspect … | head`) would be
+/// an error (or a panic in `println!`). Like other Unix tools, die quietly of the signal instead.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

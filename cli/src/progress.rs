@@ -14,12 +14,15 @@ fn style(template: &str) -> ProgressStyle {
         .progress_chars("=> ")
 }
 
+// Templates fit 80 columns: indicatif wraps (and so repeats) a line longer than the terminal,
+// so live numbers go in `wide_msg`, which is cut to the width left.
+
 /// A bar over `total_bytes`, showing bytes done, rate and time left.
 pub fn bytes(prefix: &'static str, total_bytes: u64) -> ProgressBar {
     let bar = ProgressBar::new(total_bytes)
         .with_prefix(prefix)
         .with_style(style(
-            "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+            "{prefix:>7} [{bar:20}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
         ));
     bar.enable_steady_tick(TICK);
     bar
@@ -29,14 +32,14 @@ pub fn bytes(prefix: &'static str, total_bytes: u64) -> ProgressBar {
 pub fn timed(prefix: &'static str, duration: Duration) -> ProgressBar {
     let bar = ProgressBar::new(duration.as_millis() as u64)
         .with_prefix(prefix)
-        .with_style(style("{prefix:>8} [{bar:30}] {elapsed:>3} {msg}"));
+        .with_style(style("{prefix:>7} [{bar:20}] {elapsed:>3} {wide_msg}"));
     bar.enable_steady_tick(TICK);
     bar
 }
 
 /// A bar over `total` items.
 pub fn items(prefix: &'static str, total: u64, unit: &'static str) -> ProgressBar {
-    let template = format!("{{prefix:>8}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} {{msg}}");
+    let template = format!("{{prefix:>7}} [{{bar:20}}] {{pos}}/{{len}} {unit} {{per_sec}}");
     let bar = ProgressBar::new(total)
         .with_prefix(prefix)
         .with_style(style(&template));
@@ -50,7 +53,7 @@ pub fn spinner(prefix: &'static str, message: &'static str) -> ProgressBar {
         .with_prefix(prefix)
         .with_message(message)
         .with_style(
-            ProgressStyle::with_template("{prefix:>8} {spinner} {msg} {elapsed}")
+            ProgressStyle::with_template("{prefix:>7} {spinner} {elapsed:>3} {wide_msg}")
                 .expect("progress templates are constants"),
         );
     bar.enable_steady_tick(TICK);

@@ -355,7 +355,7 @@ fn monitor(
         let (_, dirty_bytes) = engine.memory_usage();
         bar.set_position(running.elapsed().as_millis() as u64);
         bar.set_message(format!(
-            "{} writes, {}/s, {} checkpoints, {} dirty",
+            "{} writes {}/s, {} ckpt, {} dirty",
             format_count(writes),
             format_count(rate),
             checkpoints.len(),
