@@ -1,0 +1,249 @@
+//! The `deltasnap` binary as a user runs it: if these break, the demo, `inspect`, `verify` or
+//! `restore` no longer work from the command line, or a failure no longer ends in one line on
+//! stderr and a non-zero exit.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use deltasnap::format::{payload_size, seal_page, verify_page};
+use deltasnap::snapshot::manifest::{
+    partition_file_name, DeltaPolicyName, ManifestMetadata, ManifestPartition, MANIFEST_FILE_NAME,
+};
+use deltasnap::{Config, Engine, Manifest, PageId, PartitionId};
+
+fn deltasnap(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deltasnap"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run the deltasnap binary")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A failure is exactly one line, `deltasnap: <what>: <error>`, and no panic.
+fn assert_one_line_failure(output: &Output, starts_with: &str) {
+    assert!(!output.status.success(), "expected a failure: {output:?}");
+    let stderr = stderr(output);
+    assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr:?}");
+    assert!(stderr.starts_with(starts_with), "stderr: {stderr:?}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr:?}");
+}
+
+#[test]
+fn demo_on_a_small_store_succeeds_and_reports() {
+    let output = deltasnap(&["demo", "--size", "4MiB", "--seconds", "1"]);
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}\n{}", stderr(&output));
+    for expected in [
+        "store        4.0 MiB: 1,024 pages",
+        "writes/s",
+        "p50",
+        "p99",
+        "max",
+        "checkpoints",
+        "evictions",
+        "recovery",
+        "all 1,024 pages match the reference",
+        "result: OK",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
+    }
+}
+
+#[test]
+fn demo_json_report_parses_and_keeps_the_store_with_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let output = deltasnap(&[
+        "--json",
+        "demo",
+        "--dir",
+        store.to_str().unwrap(),
+        "--size",
+        "1MiB",
+        "--seconds",
+        "0.5",
+        "--writers",
+        "2",
+        "--partitions",
+        "3",
+        "--seed",
+        "7",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["plan"]["seed"], 7);
+    assert_eq!(report["store"]["pages"], 256);
+    assert_eq!(report["verification"]["mismatches"], 0);
+    assert!(report["load"]["writes"].as_u64().unwrap() > 0);
+    assert!(report["load"]["latency_ns"]["p99"].as_u64().unwrap() > 0);
+    assert_eq!(report["store_kept"], true);
+    assert!(store.join("CONTROL").is_file(), "the given --dir is kept");
+
+    // A second demo refuses the now occupied directory.
+    let again = deltasnap(&["demo", "--dir", store.to_str().unwrap(), "--size", "1MiB"]);
+    assert_one_line_failure(&again, "deltasnap: demo: --dir");
+}
+
+#[test]
+fn demo_rejects_bad_sizes_on_one_line() {
+    let output = deltasnap(&["demo", "--size", "3KiB"]);
+    assert_one_line_failure(&output, "deltasnap: demo: --size");
+    let output = deltasnap(&["demo", "--size", "12XB"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("unknown size suffix"));
+}
+
+#[test]
+fn verify_of_a_directory_that_is_not_a_snapshot_fails_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = deltasnap(&["verify", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_one_line_failure(&output, "deltasnap: verify ");
+    assert!(
+        stderr(&output).contains("not a snapshot"),
+        "{}",
+        stderr(&output)
+    );
+
+    let missing = dir.path().join("missing");
+    let output = deltasnap(&["verify", missing.to_str().unwrap()]);
+    assert_one_line_failure(&output, "deltasnap: verify ");
+}
+
+#[test]
+fn inspect_of_a_fresh_store_prints_json() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(dir.path(), Config::default()).unwrap();
+        engine.create_partition(PartitionId(4)).unwrap();
+        for _ in 0..3 {
+            let page = engine.allocate_page(PartitionId(4)).unwrap();
+            engine.write(page, 0, b"hello").unwrap();
+        }
+        engine.metadata_put(b"schema", b"v1").unwrap();
+        engine.close().unwrap();
+    }
+    let output = deltasnap(&["inspect", "--json", dir.path().to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let info: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    assert_eq!(info["kind"], "store");
+    assert_eq!(info["page_size"], 4096);
+    assert_eq!(info["partitions"][0]["id"], 4);
+    assert_eq!(info["partitions"][0]["pages"], 3);
+    assert_eq!(info["metadata"][0]["key"], "schema");
+    assert!(info["last_checkpoint"]["epoch"].as_u64().unwrap() >= 1);
+    assert!(info["redo"]["tail_cut"].is_null());
+
+    let human = deltasnap(&["inspect", dir.path().to_str().unwrap()]);
+    assert!(human.status.success());
+    assert!(
+        stdout(&human).contains("partitions   1 with 3 pages"),
+        "{}",
+        stdout(&human)
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let missing = empty.path().join("nothing-here");
+    let output = deltasnap(&["inspect", missing.to_str().unwrap()]);
+    assert_one_line_failure(&output, "deltasnap: inspect store ");
+}
+
+/// Writes a snapshot by hand (the engine's snapshot task is not merged yet): one partition of
+/// `pages` sealed pages and a manifest with their crcs.
+fn write_snapshot(dir: &Path, pages: u32) {
+    let page_size = 4096usize;
+    std::fs::create_dir_all(dir.join("partitions")).unwrap();
+    let file = dir.join(partition_file_name(2));
+    let mut bytes = Vec::new();
+    let mut page_crcs = Vec::new();
+    for index in 0..pages {
+        let mut page = vec![0u8; page_size];
+        page[..payload_size(page_size)].fill(index as u8 + 1);
+        seal_page(&mut page, index, 100 + index as u64);
+        page_crcs.push(verify_page(&page, index, &file).unwrap().crc);
+        bytes.extend_from_slice(&page);
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let manifest = Manifest {
+        format_version: 1,
+        name: "by-hand".into(),
+        created_unix_ms: 1_700_000_000_000,
+        cut_epoch: 5,
+        cut_lsn: 0,
+        page_size: page_size as u32,
+        delta_policy: DeltaPolicyName::Full,
+        delta_pages: 1,
+        partitions: vec![ManifestPartition {
+            id: 2,
+            file: partition_file_name(2),
+            page_count: pages,
+            page_crcs,
+        }],
+        metadata: vec![ManifestMetadata {
+            key_hex: "6b".into(),
+            value_hex: "76".into(),
+        }],
+    };
+    std::fs::write(dir.join(MANIFEST_FILE_NAME), manifest.to_json()).unwrap();
+}
+
+#[test]
+fn a_snapshot_inspects_verifies_and_restores() {
+    let root = tempfile::tempdir().unwrap();
+    let snapshot = root.path().join("snap");
+    write_snapshot(&snapshot, 3);
+    let snapshot_arg = snapshot.to_str().unwrap();
+
+    let output = deltasnap(&["inspect", "--json", snapshot_arg]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let info: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(info["kind"], "snapshot");
+    assert_eq!(info["name"], "by-hand");
+    assert_eq!(info["cut_epoch"], 5);
+    assert_eq!(info["delta_policy"], "full");
+    assert_eq!(info["pages"], 3);
+    assert_eq!(info["metadata"][0]["key"], "k");
+
+    let output = deltasnap(&["verify", snapshot_arg]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("OK"), "{}", stdout(&output));
+
+    let restored = root.path().join("restored");
+    let output = deltasnap(&["restore", snapshot_arg, restored.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("3 pages"), "{}", stdout(&output));
+    let engine = Engine::open(&restored, Config::default()).unwrap();
+    let page = engine.read(PageId::new(PartitionId(2), 1)).unwrap();
+    assert!(page.iter().all(|&b| b == 2));
+    assert_eq!(
+        engine.metadata_get(b"k").unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    engine.close().unwrap();
+
+    // Restoring again into the now occupied store fails on one line.
+    let output = deltasnap(&["restore", snapshot_arg, restored.to_str().unwrap()]);
+    assert_one_line_failure(&output, "deltasnap: restore ");
+
+    // One flipped byte: verify lists the page and exits 1.
+    let file = snapshot.join(partition_file_name(2));
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[4096 + 10] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    let output = deltasnap(&["--json", "verify", snapshot_arg]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["problems"][0]["page"], 1);
+    assert_one_line_failure(&output, "deltasnap: verify ");
+}
