@@ -1171,7 +1171,10 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
     // Pages past the recovered page count were allocated by records that never became durable;
     // a checkpoint the crash interrupted may have written them. They are not part of the store.
     for partition in partitions.values() {
-        let len = partition.file.len().ctx("stat partition file", &partition.path)?;
+        let len = partition
+            .file
+            .len()
+            .ctx("stat partition file", &partition.path)?;
         let needed = partition.page_count() as u64 * page_size as u64;
         if len > needed {
             partition

@@ -24,11 +24,19 @@
 //! # Segment roll
 //!
 //! When a record would take the active segment past `segment_bytes_max` (and the segment holds
-//! at least one record), [`Wal::append`] rolls, under the lock:
-//! 1. write the buffer to the old segment;
-//! 2. fsync the old segment (so only the last segment can ever have a torn tail, §3);
-//! 3. create the new segment `<end-lsn>.log` (create-new), write its header, fsync it;
-//! 4. fsync the directory, so the new name is durable before any record in it can be.
+//! at least one record), [`Wal::append`] rolls:
+//! 1. under the lock, write the buffer to the old segment and mark the log *rolling*; the record
+//!    that triggered the roll, and every record appended until the roll ends, waits in the buffer
+//!    (it belongs to the new segment), and `sync` waits for the roll;
+//! 2. outside the lock, fsync the old segment (so only the last segment can ever have a torn
+//!    tail, §3);
+//! 3. outside the lock, create the new segment `<end-lsn>.log` (create-new), write its header,
+//!    fsync it, and fsync the directory, so the new name is durable before any record in it can be;
+//! 4. under the lock, make the new segment active.
+//!
+//! Only the appender that triggered the roll waits for its fsyncs; other appenders keep appending
+//! to the buffer (before this, a roll held the lock through a fsync of up to a whole segment,
+//! stalling every writer for hundreds of milliseconds under a random-write load).
 //!
 //! # Failure
 //!
@@ -167,6 +175,9 @@ struct State {
     durable_lsn: Lsn,
     /// A `sync` leader is fsyncing outside the lock.
     sync_leader_active: bool,
+    /// An appender is sealing the active segment and creating the next one outside the lock.
+    /// Meanwhile appends only buffer (their bytes belong to the next segment) and `sync` waits.
+    rolling: bool,
     /// Why the log failed; once set, never cleared.
     failed: Option<String>,
 }
@@ -349,6 +360,7 @@ impl Wal {
                 end_lsn,
                 durable_lsn: end_lsn,
                 sync_leader_active: false,
+                rolling: false,
                 failed: None,
             }),
             config,
@@ -469,49 +481,76 @@ impl Wal {
         state.check_not_failed()?;
         let active_first_lsn = state.active_segment().first_lsn;
         let active_bytes = HEADER_BYTES + (state.end_lsn - active_first_lsn);
-        if state.end_lsn > active_first_lsn
+        let lsn = state.end_lsn;
+        if !state.rolling
+            && state.end_lsn > active_first_lsn
             && active_bytes + frame_bytes > self.config.segment_bytes_max
         {
-            if let Err(error) = self.roll(&mut state) {
-                return Err(state.fail(error));
-            }
-        }
-        let lsn = state.end_lsn;
-        state.buffer.extend_from_slice(&frame);
-        state.end_lsn += frame_bytes;
-        if state.buffer.len() >= self.config.buffer_bytes_max {
+            // This record opens the next segment: seal the active one first (module docs,
+            // "Segment roll").
             if let Err(error) = state.write_buffer() {
                 return Err(state.fail(error));
             }
-            // One oversized record must not pin a huge buffer for the life of the log.
-            if state.buffer.capacity() > 2 * self.config.buffer_bytes_max {
-                state.buffer.shrink_to(self.config.buffer_bytes_max);
+            state.buffer.extend_from_slice(&frame);
+            state.end_lsn += frame_bytes;
+            self.roll(state)?;
+        } else {
+            state.buffer.extend_from_slice(&frame);
+            state.end_lsn += frame_bytes;
+            // While a roll is under way the bytes wait in the buffer for the next segment.
+            if !state.rolling && state.buffer.len() >= self.config.buffer_bytes_max {
+                if let Err(error) = state.write_buffer() {
+                    return Err(state.fail(error));
+                }
+                // One oversized record must not pin a huge buffer for the life of the log.
+                if state.buffer.capacity() > 2 * self.config.buffer_bytes_max {
+                    state.buffer.shrink_to(self.config.buffer_bytes_max);
+                }
             }
+            drop(state);
         }
-        drop(state);
         metrics::counter!("deltasnap_wal_records_appended_total").increment(1);
         metrics::counter!("deltasnap_wal_bytes_appended_total").increment(frame_bytes);
         Ok(lsn)
     }
 
-    /// Seals the active segment and starts a new one at the end LSN (module docs, "Segment roll").
-    fn roll(&self, state: &mut MutexGuard<'_, State>) -> Result<()> {
-        state.write_buffer()?;
+    /// Seals the active segment (already fully written) and starts a new one at `written_lsn`
+    /// (module docs, "Segment roll"). The fsync of the sealed segment and the creation of the
+    /// next one run outside the lock, so other appenders only buffer meanwhile instead of waiting
+    /// for up to a whole segment's fsync; the on-disk order is unchanged (the sealed segment is
+    /// durable before the next one exists).
+    fn roll(&self, mut state: MutexGuard<'_, State>) -> Result<()> {
         let old = state.active_segment().clone();
-        fsync(state.active.as_ref(), &old.path)?;
-        state.durable_lsn = state.durable_lsn.max(state.end_lsn);
-        let (segment, file) = create_segment(
-            self.vfs.as_ref(),
-            &self.dir,
-            self.config.page_size,
-            state.end_lsn,
-        )?;
-        tracing::debug!(sealed = %old.path.display(), next = %segment.path.display(), "rolled redo segment");
-        state.segments.push_back(segment);
-        state.active = file;
-        // Waiting `sync` callers may now be covered by the sealing fsync.
+        let old_file = Arc::clone(&state.active);
+        let next_first_lsn = state.written_lsn;
+        state.rolling = true;
+        drop(state);
+
+        let result = fsync(old_file.as_ref(), &old.path).and_then(|()| {
+            create_segment(
+                self.vfs.as_ref(),
+                &self.dir,
+                self.config.page_size,
+                next_first_lsn,
+            )
+        });
+
+        let mut state = self.state.lock();
+        state.rolling = false;
+        let outcome = match result {
+            Ok((segment, file)) => {
+                state.durable_lsn = state.durable_lsn.max(next_first_lsn);
+                tracing::debug!(sealed = %old.path.display(), next = %segment.path.display(), "rolled redo segment");
+                state.segments.push_back(segment);
+                state.active = file;
+                Ok(())
+            }
+            Err(error) => Err(state.fail(error)),
+        };
+        drop(state);
+        // Waiting `sync` callers may now lead, or be covered by the sealing fsync.
         self.sync_done.notify_all();
-        Ok(())
+        outcome
     }
 
     /// The LSN just past the last appended record.
@@ -536,7 +575,7 @@ impl Wal {
                 return Ok(state.durable_lsn);
             }
             state.check_not_failed()?;
-            if !state.sync_leader_active {
+            if !state.sync_leader_active && !state.rolling {
                 break;
             }
             state = self.sync_done.wait(state);
