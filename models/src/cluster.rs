@@ -1,8 +1,8 @@
 //! The cluster snapshot: a coordinator and `N` nodes running Ignite's two-phase snapshot
 //! (reference/ignite-snapshots.md §2) over a lossy, reordering network, with crashes and restarts.
 //!
-//! - The coordinator (actor 0) starts snapshot `s` (`Begin` timer): it durably records `s` as
-//!   pending, then sends `Start{s}` to every node.
+//! - The coordinator (actor 0) starts snapshot `s` at start-up and right after deciding `s-1`: it
+//!   durably records `s` as pending, then sends `Start{s}` to every node.
 //! - A node (actors 1..=N) that runs no other snapshot accepts `Start{s}`: it durably marks `s`
 //!   accepted (Ignite's running-snapshot key in the metastorage), installs its write hooks at its
 //!   cut, and runs its local task, which completes (part written durably, hooks released), fails
@@ -36,7 +36,9 @@
 
 use std::borrow::Cow;
 
-use stateright::actor::{Actor, ActorModel, ActorModelAction, ActorModelState, Id, LossyNetwork, Network, Out};
+use stateright::actor::{
+    Actor, ActorModel, ActorModelAction, ActorModelState, Id, LossyNetwork, Network, Out,
+};
 use stateright::{Expectation, Model};
 
 use crate::registry::{parse_bug, BoundSpec, BoundValues, BugSpec, Entry};
@@ -61,7 +63,7 @@ impl Default for ClusterBounds {
     fn default() -> Self {
         ClusterBounds {
             nodes: 2,
-            snapshots: 2,
+            snapshots: 1,
             start_retries: 1,
             crashes: 1,
             messages_in_flight: 4,
@@ -79,7 +81,7 @@ pub const BOUNDS: &[BoundSpec] = &[
     },
     BoundSpec {
         name: "snapshots",
-        default: 2,
+        default: 1,
         min: 1,
         max: 7,
         description: "snapshots the coordinator starts, one after the other",
@@ -147,6 +149,15 @@ impl ClusterBug {
         }
     }
 
+    /// Bounds the bug needs to show (raised when it is seeded).
+    pub fn needs(&self) -> &'static [(&'static str, usize)] {
+        match self {
+            // `Start{s+1}` can only overtake `End{s}` with a second snapshot.
+            ClusterBug::NodeAcceptsSecondSnapshot => &[("snapshots", 2)],
+            _ => &[],
+        }
+    }
+
     pub fn violates(&self) -> &'static str {
         match self {
             ClusterBug::CommitOnPartialAcks => PROPERTY_COMPLETE,
@@ -166,16 +177,25 @@ pub const PROPERTY_SOMETIMES_ABORT: &str = "a snapshot aborts";
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ClusterMsg {
-    Start { snapshot: SnapshotId },
-    Ack { snapshot: SnapshotId, completed: bool },
-    End { snapshot: SnapshotId, commit: bool },
-    EndAck { snapshot: SnapshotId },
+    Start {
+        snapshot: SnapshotId,
+    },
+    Ack {
+        snapshot: SnapshotId,
+        completed: bool,
+    },
+    End {
+        snapshot: SnapshotId,
+        commit: bool,
+    },
+    EndAck {
+        snapshot: SnapshotId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ClusterTimer {
-    /// The coordinator may start the next snapshot.
-    Begin,
+    /// Resend what was not answered (and give up on `Start` after `start_retries`).
     Retry,
 }
 
@@ -355,7 +375,12 @@ impl ClusterActor {
                         retries: 0,
                     });
                     for node in 0..nodes {
-                        o.send(node_id(node), ClusterMsg::Start { snapshot: record.snapshot });
+                        o.send(
+                            node_id(node),
+                            ClusterMsg::Start {
+                                snapshot: record.snapshot,
+                            },
+                        );
                     }
                 }
                 Decision::Commit | Decision::Abort if !record.ended_everywhere => {
@@ -381,18 +406,45 @@ impl ClusterActor {
                 _ => {}
             }
         }
-        self.arm_timers(&state, snapshots, o);
+        self.begin_next(&mut state, snapshots, o);
+        self.arm_timers(&state, o);
         ClusterActorState::Coordinator(state)
     }
 
-    fn arm_timers(&self, state: &CoordinatorState, snapshots: usize, o: &mut Out<Self>) {
+    /// Starts the next snapshot if none is being collected: records it durably as pending, then
+    /// sends `Start` to every node. A decided snapshot does not hold the next one back, so
+    /// `Start{s+1}` races `End{s}` on the network.
+    fn begin_next(&self, state: &mut CoordinatorState, snapshots: usize, o: &mut Out<Self>) {
+        let ClusterActor::Coordinator { nodes, .. } = *self else {
+            unreachable!()
+        };
+        if state.collecting.is_some() || state.disk.next_snapshot as usize > snapshots {
+            return;
+        }
+        let snapshot = state.disk.next_snapshot;
+        state.disk.next_snapshot += 1;
+        state.disk.decisions.push(DecisionRecord {
+            snapshot,
+            decision: Decision::Pending,
+            ended_everywhere: false,
+        });
+        o.save(ClusterStorage::Coordinator(state.disk.clone()));
+        state.collecting = Some(Collecting {
+            snapshot,
+            acks: vec![None; nodes],
+            retries: 0,
+        });
+        for node in 0..nodes {
+            o.send(node_id(node), ClusterMsg::Start { snapshot });
+        }
+    }
+
+    fn arm_timers(&self, state: &CoordinatorState, o: &mut Out<Self>) {
         let ClusterActor::Coordinator { bug, .. } = *self else {
             unreachable!()
         };
-        if state.collecting.is_none() && (state.disk.next_snapshot as usize) <= snapshots {
-            o.set_timer(ClusterTimer::Begin, stateright::actor::model_timeout());
-        }
-        let ending_needs_retry = !state.ending.is_empty() && bug != Some(ClusterBug::EndWithoutRetry);
+        let ending_needs_retry =
+            !state.ending.is_empty() && bug != Some(ClusterBug::EndWithoutRetry);
         if state.collecting.is_some() || ending_needs_retry {
             o.set_timer(ClusterTimer::Retry, stateright::actor::model_timeout());
         } else {
@@ -405,7 +457,10 @@ impl ClusterActor {
         let ClusterActor::Coordinator { nodes, .. } = *self else {
             unreachable!()
         };
-        let collecting = state.collecting.take().expect("deciding a collected snapshot");
+        let collecting = state
+            .collecting
+            .take()
+            .expect("deciding a collected snapshot");
         let snapshot = collecting.snapshot;
         for record in state.disk.decisions.iter_mut() {
             if record.snapshot == snapshot {
@@ -425,6 +480,10 @@ impl ClusterActor {
         for node in 0..nodes {
             o.send(node_id(node), ClusterMsg::End { snapshot, commit });
         }
+        let ClusterActor::Coordinator { snapshots, .. } = *self else {
+            unreachable!()
+        };
+        self.begin_next(state, snapshots, o);
     }
 
     fn coordinator_on_msg(
@@ -434,13 +493,7 @@ impl ClusterActor {
         msg: ClusterMsg,
         o: &mut Out<Self>,
     ) {
-        let ClusterActor::Coordinator {
-            nodes,
-            snapshots,
-            bug,
-            ..
-        } = *self
-        else {
+        let ClusterActor::Coordinator { nodes, bug, .. } = *self else {
             unreachable!()
         };
         let ClusterActorState::Coordinator(current) = state.as_ref() else {
@@ -475,7 +528,7 @@ impl ClusterActor {
                 } else if completed_count >= commit_quorum {
                     self.decide(next, true, o);
                 }
-                self.arm_timers(next, snapshots, o);
+                self.arm_timers(next, o);
             }
             ClusterMsg::EndAck { snapshot } => {
                 let Some(index) = current.ending.iter().position(|e| e.snapshot == snapshot) else {
@@ -497,7 +550,7 @@ impl ClusterActor {
                     }
                     o.save(ClusterStorage::Coordinator(next.disk.clone()));
                 }
-                self.arm_timers(next, snapshots, o);
+                self.arm_timers(next, o);
             }
             ClusterMsg::Start { .. } | ClusterMsg::End { .. } => {}
         }
@@ -511,9 +564,9 @@ impl ClusterActor {
     ) {
         let ClusterActor::Coordinator {
             nodes,
-            snapshots,
             start_retries,
             bug,
+            ..
         } = *self
         else {
             unreachable!()
@@ -522,28 +575,10 @@ impl ClusterActor {
             unreachable!()
         };
         match timer {
-            ClusterTimer::Begin => {
-                if next.collecting.is_some() || next.disk.next_snapshot as usize > snapshots {
-                    return;
-                }
-                let snapshot = next.disk.next_snapshot;
-                next.disk.next_snapshot += 1;
-                next.disk.decisions.push(DecisionRecord {
-                    snapshot,
-                    decision: Decision::Pending,
-                    ended_everywhere: false,
-                });
-                o.save(ClusterStorage::Coordinator(next.disk.clone()));
-                next.collecting = Some(Collecting {
-                    snapshot,
-                    acks: vec![None; nodes],
-                    retries: 0,
-                });
-                for node in 0..nodes {
-                    o.send(node_id(node), ClusterMsg::Start { snapshot });
-                }
-            }
             ClusterTimer::Retry => {
+                // No timeout sends more than `2 * nodes` messages (the boundary must not end runs
+                // on its own): an abort (End + the next Start) replaces the End resends.
+                let mut resend_end = bug != Some(ClusterBug::EndWithoutRetry);
                 if let Some(collecting) = next.collecting.as_mut() {
                     if (collecting.retries as usize) < start_retries {
                         collecting.retries += 1;
@@ -560,11 +595,11 @@ impl ClusterActor {
                     } else {
                         // A node did not answer in time: it may be gone. Abort.
                         self.decide(next, false, o);
+                        resend_end = false;
                     }
                 }
-                // One decided snapshot at a time (the oldest), so that no action sends more than
-                // `2 * nodes` messages (the boundary must not end runs on its own).
-                if bug != Some(ClusterBug::EndWithoutRetry) {
+                // One decided snapshot at a time (the oldest).
+                if resend_end {
                     if let Some(ending) = next.ending.first() {
                         for node in 0..nodes {
                             if ending.confirmed & (1 << node) == 0 {
@@ -585,7 +620,7 @@ impl ClusterActor {
             ClusterActorState::Coordinator(next) => next.clone(),
             _ => unreachable!(),
         };
-        self.arm_timers(&next, snapshots, o);
+        self.arm_timers(&next, o);
     }
 
     fn node_start(&self, disk: Option<&ClusterStorage>, o: &mut Out<Self>) -> ClusterActorState {
@@ -657,8 +692,7 @@ impl ClusterActor {
                     }
                     return;
                 }
-                if !current.tasks.is_empty() && bug != Some(ClusterBug::NodeAcceptsSecondSnapshot)
-                {
+                if !current.tasks.is_empty() && bug != Some(ClusterBug::NodeAcceptsSecondSnapshot) {
                     // A snapshot is already running here: refuse the new one.
                     o.send(
                         src,
@@ -707,7 +741,12 @@ impl ClusterActor {
         }
     }
 
-    fn node_on_random(&self, state: &mut Cow<ClusterActorState>, random: &LocalTask, o: &mut Out<Self>) {
+    fn node_on_random(
+        &self,
+        state: &mut Cow<ClusterActorState>,
+        random: &LocalTask,
+        o: &mut Out<Self>,
+    ) {
         let ClusterActorState::Node(next) = state.to_mut() else {
             unreachable!()
         };
@@ -761,7 +800,12 @@ impl Actor for ClusterActor {
     type Random = LocalTask;
     type Storage = ClusterStorage;
 
-    fn on_start(&self, _id: Id, storage: &Option<ClusterStorage>, o: &mut Out<Self>) -> Self::State {
+    fn on_start(
+        &self,
+        _id: Id,
+        storage: &Option<ClusterStorage>,
+        o: &mut Out<Self>,
+    ) -> Self::State {
         match self {
             ClusterActor::Coordinator { .. } => self.coordinator_start(storage.as_ref(), o),
             ClusterActor::Node { .. } => self.node_start(storage.as_ref(), o),
@@ -833,10 +877,14 @@ fn coordinator_disk(state: &ClusterState) -> Option<&CoordinatorDisk> {
 }
 
 fn node_disks(state: &ClusterState) -> impl Iterator<Item = Option<&NodeDisk>> {
-    state.actor_storages.iter().skip(1).map(|storage| match storage {
-        Some(ClusterStorage::Node(disk)) => Some(disk),
-        _ => None,
-    })
+    state
+        .actor_storages
+        .iter()
+        .skip(1)
+        .map(|storage| match storage {
+            Some(ClusterStorage::Node(disk)) => Some(disk),
+            _ => None,
+        })
 }
 
 fn restarts(state: &ClusterState) -> usize {
@@ -852,12 +900,16 @@ fn restarts(state: &ClusterState) -> usize {
 }
 
 fn decided(state: &ClusterState, decision: Decision) -> bool {
-    coordinator_disk(state).is_some_and(|disk| disk.decisions.iter().any(|r| r.decision == decision))
+    coordinator_disk(state)
+        .is_some_and(|disk| disk.decisions.iter().any(|r| r.decision == decision))
 }
 
 /// Builds the cluster model.
 pub fn cluster_model(bounds: ClusterBounds, bug: Option<ClusterBug>) -> ClusterModel {
-    assert!(bounds.nodes >= 1 && bounds.nodes <= 7, "node sets are u8 bit masks");
+    assert!(
+        bounds.nodes >= 1 && bounds.nodes <= 7,
+        "node sets are u8 bit masks"
+    );
     assert!(bounds.snapshots <= 7, "snapshot sets are u8 bit masks");
     assert!(
         bounds.messages_in_flight >= 2 * bounds.nodes,
@@ -903,23 +955,36 @@ pub fn cluster_model(bounds: ClusterBounds, bug: Option<ClusterBug>) -> ClusterM
                 ClusterActorState::Coordinator(_) => true,
             })
         })
-        .property(Expectation::Eventually, PROPERTY_RELEASED, |model, state| {
-            let all_decided = coordinator_disk(state).is_some_and(|disk| {
-                disk.decisions.len() == model.cfg.bounds.snapshots
-                    && disk.decisions.iter().all(|r| r.decision != Decision::Pending)
-            });
-            let hooks_held = state.actor_states.iter().any(|actor| match actor.as_ref() {
-                ClusterActorState::Node(node) => node.tasks.iter().any(|t| t.status.holds_hooks()),
-                ClusterActorState::Coordinator(_) => false,
-            });
-            all_decided && !hooks_held
-        })
-        .property(Expectation::Sometimes, PROPERTY_SOMETIMES_COMPLETE, |_, state| {
-            decided(state, Decision::Commit)
-        })
-        .property(Expectation::Sometimes, PROPERTY_SOMETIMES_ABORT, |_, state| {
-            decided(state, Decision::Abort)
-        })
+        .property(
+            Expectation::Eventually,
+            PROPERTY_RELEASED,
+            |model, state| {
+                let all_decided = coordinator_disk(state).is_some_and(|disk| {
+                    disk.decisions.len() == model.cfg.bounds.snapshots
+                        && disk
+                            .decisions
+                            .iter()
+                            .all(|r| r.decision != Decision::Pending)
+                });
+                let hooks_held = state.actor_states.iter().any(|actor| match actor.as_ref() {
+                    ClusterActorState::Node(node) => {
+                        node.tasks.iter().any(|t| t.status.holds_hooks())
+                    }
+                    ClusterActorState::Coordinator(_) => false,
+                });
+                all_decided && !hooks_held
+            },
+        )
+        .property(
+            Expectation::Sometimes,
+            PROPERTY_SOMETIMES_COMPLETE,
+            |_, state| decided(state, Decision::Commit),
+        )
+        .property(
+            Expectation::Sometimes,
+            PROPERTY_SOMETIMES_ABORT,
+            |_, state| decided(state, Decision::Abort),
+        )
 }
 
 fn actor_name(id: Id) -> String {
@@ -965,22 +1030,38 @@ pub fn describe(model: &ClusterModel, state: &ClusterState, action: &ClusterActi
             );
             if let Some(next) = &next {
                 let index = usize::from(*dst);
-                match (state.actor_states[index].as_ref(), next.actor_states[index].as_ref()) {
+                match (
+                    state.actor_states[index].as_ref(),
+                    next.actor_states[index].as_ref(),
+                ) {
                     (ClusterActorState::Node(before), ClusterActorState::Node(after)) => {
                         if after.tasks.len() > before.tasks.len() {
-                            line.push_str(": installs its hooks at its cut and starts its local task");
+                            line.push_str(
+                                ": installs its hooks at its cut and starts its local task",
+                            );
                         } else if after.tasks.len() < before.tasks.len() {
                             line.push_str(": cancels/finishes its task, hooks released");
                         }
                     }
-                    (ClusterActorState::Coordinator(before), ClusterActorState::Coordinator(after)) => {
-                        if before.collecting.is_some() && after.collecting.is_none() {
+                    (
+                        ClusterActorState::Coordinator(before),
+                        ClusterActorState::Coordinator(after),
+                    ) => {
+                        let before_id = before.collecting.as_ref().map(|c| c.snapshot);
+                        let after_id = after.collecting.as_ref().map(|c| c.snapshot);
+                        if before_id.is_some() && before_id != after_id {
                             let commit = after.ending.last().is_some_and(|e| e.commit);
                             line.push_str(if commit {
                                 ": decides COMMIT, snapshot reported complete"
                             } else {
                                 ": decides ABORT"
                             });
+                            if let Some(started) = &after.collecting {
+                                line.push_str(&format!(
+                                    "; starts snapshot {}, sends Start to every node",
+                                    started.snapshot
+                                ));
+                            }
                         }
                     }
                     _ => {}
@@ -994,32 +1075,33 @@ pub fn describe(model: &ClusterModel, state: &ClusterState, action: &ClusterActi
             actor_name(envelope.src),
             actor_name(envelope.dst)
         ),
-        ActorModelAction::Timeout(id, ClusterTimer::Begin) => {
-            let next_snapshot = match state.actor_states[usize::from(*id)].as_ref() {
-                ClusterActorState::Coordinator(c) => c.disk.next_snapshot,
-                _ => 0,
-            };
-            format!("coordinator starts snapshot {next_snapshot}: records it, sends Start to every node")
-        }
         ActorModelAction::Timeout(id, ClusterTimer::Retry) => {
             let aborts = match (state.actor_states[usize::from(*id)].as_ref(), next.as_ref()) {
                 (ClusterActorState::Coordinator(before), Some(next)) => {
-                    let ClusterActorState::Coordinator(after) = next.actor_states[usize::from(*id)].as_ref()
+                    let ClusterActorState::Coordinator(after) =
+                        next.actor_states[usize::from(*id)].as_ref()
                     else {
                         unreachable!()
                     };
-                    before.collecting.is_some() && after.collecting.is_none()
+                    let before_id = before.collecting.as_ref().map(|c| c.snapshot);
+                    before_id.is_some()
+                        && before_id != after.collecting.as_ref().map(|c| c.snapshot)
                 }
                 _ => false,
             };
             if aborts {
-                "coordinator times out waiting for acks and decides ABORT".to_owned()
+                "coordinator times out waiting for acks, decides ABORT (and starts the next \
+                 snapshot, if any)"
+                    .to_owned()
             } else {
-                "coordinator times out and resends Start/End to nodes that did not answer".to_owned()
+                "coordinator times out and resends Start/End to nodes that did not answer"
+                    .to_owned()
             }
         }
         ActorModelAction::Crash(id) => format!("{} crashes", actor_name(*id)),
-        ActorModelAction::Recover(id) => format!("{} restarts from its durable state", actor_name(*id)),
+        ActorModelAction::Recover(id) => {
+            format!("{} restarts from its durable state", actor_name(*id))
+        }
         ActorModelAction::SelectRandom { actor, random, .. } => {
             let what = match random.outcome {
                 TaskOutcome::Complete => "completes (part durable, hooks released), sends Ack",
@@ -1046,6 +1128,7 @@ pub fn entry() -> Entry<ClusterModel> {
                 .map(|b| BugSpec {
                     name: b.name(),
                     description: b.description(),
+                    needs: b.needs(),
                 })
                 .collect()
         },

@@ -155,6 +155,11 @@ impl CutBug {
     }
 
     /// The property whose counterexample proves the bug.
+    /// Bounds the bug needs to show (raised when it is seeded).
+    pub fn needs(&self) -> &'static [(&'static str, usize)] {
+        &[]
+    }
+
     pub fn violates(&self) -> &'static str {
         match self {
             CutBug::NoRetryAfterCut => PROPERTY_K1,
@@ -213,9 +218,14 @@ impl Page {
 pub enum Checkpointer {
     Idle,
     /// `epoch + 1` is published; waiting for the active writers of `epoch`.
-    Draining { epoch: Epoch },
+    Draining {
+        epoch: Epoch,
+    },
     /// The dirty set of `epoch` is frozen; `pages_left` is the bit mask of pages still to write.
-    Writing { epoch: Epoch, pages_left: u8 },
+    Writing {
+        epoch: Epoch,
+        pages_left: u8,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -335,7 +345,9 @@ impl Model for CutModel {
                     }
                 }
                 WriterStep::Idle => {}
-                WriterStep::Loaded { .. } => actions.push(CutAction::Register { writer: writer_id }),
+                WriterStep::Loaded { .. } => {
+                    actions.push(CutAction::Register { writer: writer_id })
+                }
                 WriterStep::Registered { .. } => {
                     actions.push(CutAction::Recheck { writer: writer_id })
                 }
@@ -520,7 +532,10 @@ impl Model for CutModel {
 pub fn describe(model: &CutModel, state: &CutState, action: &CutAction) -> String {
     match *action {
         CutAction::LoadEpoch { writer, page } => {
-            format!("writer {writer} starts a write to page {page} and loads epoch {}", state.epoch)
+            format!(
+                "writer {writer} starts a write to page {page} and loads epoch {}",
+                state.epoch
+            )
         }
         CutAction::Register { writer } => {
             let WriterStep::Loaded { epoch, .. } = state.writers[writer as usize].step else {
@@ -546,7 +561,9 @@ pub fn describe(model: &CutModel, state: &CutState, action: &CutAction) -> Strin
             }
         }
         CutAction::Write { writer } => {
-            let next = model.next_state(state, *action).expect("write is always enabled");
+            let next = model
+                .next_state(state, *action)
+                .expect("write is always enabled");
             let WriterStep::Admitted { page, epoch } = state.writers[writer as usize].step else {
                 return format!("{action:?}");
             };
@@ -640,6 +657,7 @@ pub fn entry() -> Entry<CutModel> {
                 .map(|b| BugSpec {
                     name: b.name(),
                     description: b.description(),
+                    needs: b.needs(),
                 })
                 .collect()
         },

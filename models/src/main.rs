@@ -16,7 +16,10 @@ use deltasnap_models::registry::{
 use stateright::Expectation;
 
 #[derive(Parser)]
-#[command(name = "deltasnap-models", about = "Model-check deltasnap's protocols (stateright)")]
+#[command(
+    name = "deltasnap-models",
+    about = "Model-check deltasnap's protocols (stateright)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -126,7 +129,17 @@ fn list() {
         }
         println!("  bugs:");
         for bug in model.bugs() {
-            println!("    {:<30} {}", bug.name, bug.description);
+            let needs: Vec<String> = bug
+                .needs
+                .iter()
+                .map(|(name, minimum)| format!("{name}>={minimum}"))
+                .collect();
+            let needs = if needs.is_empty() {
+                String::new()
+            } else {
+                format!(" [needs {}]", needs.join(", "))
+            };
+            println!("    {:<30} {}{needs}", bug.name, bug.description);
         }
         println!();
     }
@@ -142,7 +155,13 @@ fn check(
 ) -> Result<ExitCode, String> {
     let model = find_model(name)?;
     let bounds = BoundValues::resolve(model.bounds(), overrides)?;
-    let rendered: Vec<String> = bounds.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let effective = model.bounds_for(&bounds, bug);
+    for ((name, asked), (_, used)) in bounds.iter().zip(effective.iter()) {
+        if asked != used {
+            eprintln!("note: the seeded bug needs {name} >= {used}; raised from {asked}");
+        }
+    }
+    let rendered: Vec<String> = effective.iter().map(|(n, v)| format!("{n}={v}")).collect();
     eprintln!(
         "checking `{}` [{}]{} with {} thread(s), {}",
         model.name(),
@@ -249,7 +268,10 @@ fn explore(
     let model = find_model(name)?;
     let bounds = BoundValues::resolve(model.bounds(), overrides)?;
     let address = format!("127.0.0.1:{port}");
-    eprintln!("Explorer for `{}` on http://{address}/ (Ctrl-C to stop)", model.name());
+    eprintln!(
+        "Explorer for `{}` on http://{address}/ (Ctrl-C to stop)",
+        model.name()
+    );
     model.explore(&bounds, bug, &address, threads)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -125,6 +125,11 @@ impl RecoveryBug {
         }
     }
 
+    /// Bounds the bug needs to show (raised when it is seeded).
+    pub fn needs(&self) -> &'static [(&'static str, usize)] {
+        &[]
+    }
+
     pub fn violates(&self) -> &'static str {
         match self {
             RecoveryBug::PurgeBeforeControlDurable => PROPERTY_C3,
@@ -235,7 +240,9 @@ pub struct RunningCheckpoint {
 pub enum RecoveryOutcome {
     NotYet,
     /// The last recovery gave a prefix of `writes` writes.
-    Prefix { writes: u8 },
+    Prefix {
+        writes: u8,
+    },
     /// The last recovery failed (replay-start purged, or a delta met the wrong base) or gave a
     /// state that is not an acceptable prefix. Terminal.
     Failed,
@@ -273,18 +280,24 @@ pub struct RecoveryState {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RecoveryAction {
-    Write { page: u8 },
+    Write {
+        page: u8,
+    },
     Sync,
     Cut,
     SyncLog,
-    WritePage { page: u8 },
+    WritePage {
+        page: u8,
+    },
     FsyncPartitions,
     WriteControl,
     FsyncControl,
     RenameControl,
     Purge,
     /// Crash; `kept` is the bit mask of unsynced page writes that reached the disk anyway.
-    Crash { kept: u8 },
+    Crash {
+        kept: u8,
+    },
     Recover,
 }
 
@@ -515,7 +528,10 @@ impl Model for RecoveryModel {
                 self.advance(&mut state.checkpoint);
             }
             RecoveryAction::RenameControl => {
-                let temp = state.control_temp.take().expect("the temp control file exists");
+                let temp = state
+                    .control_temp
+                    .take()
+                    .expect("the temp control file exists");
                 debug_assert!(temp.fsynced, "renaming an unsynced control file");
                 state.control = temp.control;
                 self.advance(&mut state.checkpoint);
@@ -604,7 +620,10 @@ impl Model for RecoveryModel {
 
 /// `action`, taken from `state`, in the engine's words.
 pub fn describe(model: &RecoveryModel, state: &RecoveryState, action: &RecoveryAction) -> String {
-    let checkpoint_id = state.checkpoint.as_ref().map_or(0, |c| c.control.checkpoint);
+    let checkpoint_id = state
+        .checkpoint
+        .as_ref()
+        .map_or(0, |c| c.control.checkpoint);
     match *action {
         RecoveryAction::Write { page } => {
             let kind = if state.full_image_logged & (1 << page) == 0 {
@@ -631,12 +650,18 @@ pub fn describe(model: &RecoveryModel, state: &RecoveryState, action: &RecoveryA
         ),
         RecoveryAction::SyncLog => format!(
             "checkpoint {checkpoint_id} syncs the log up to its replay-start LSN {}",
-            state.checkpoint.as_ref().map_or(0, |c| c.control.replay_start)
+            state
+                .checkpoint
+                .as_ref()
+                .map_or(0, |c| c.control.replay_start)
         ),
         RecoveryAction::WritePage { page } => format!(
             "checkpoint {checkpoint_id} writes page {page} (version {}) to the partition file \
              (not fsynced)",
-            state.checkpoint.as_ref().map_or(0, |c| c.images[page as usize])
+            state
+                .checkpoint
+                .as_ref()
+                .map_or(0, |c| c.images[page as usize])
         ),
         RecoveryAction::FsyncPartitions => {
             format!("checkpoint {checkpoint_id} fsyncs the partition files")
@@ -653,7 +678,10 @@ pub fn describe(model: &RecoveryModel, state: &RecoveryState, action: &RecoveryA
         ),
         RecoveryAction::Purge => {
             let before = if model.bug == Some(RecoveryBug::PurgeBeforeControlDurable) {
-                state.checkpoint.as_ref().map_or(0, |c| c.control.replay_start)
+                state
+                    .checkpoint
+                    .as_ref()
+                    .map_or(0, |c| c.control.replay_start)
             } else {
                 state.control.replay_start
             };
@@ -707,6 +735,7 @@ pub fn entry() -> Entry<RecoveryModel> {
                 .map(|b| BugSpec {
                     name: b.name(),
                     description: b.description(),
+                    needs: b.needs(),
                 })
                 .collect()
         },

@@ -29,6 +29,8 @@ pub struct BoundSpec {
 pub struct BugSpec {
     pub name: &'static str,
     pub description: &'static str,
+    /// Bounds the bug needs to show at all (`name`, minimum): seeding the bug raises them.
+    pub needs: &'static [(&'static str, usize)],
 }
 
 /// Bound values after defaults and `--bound` overrides were applied and range-checked.
@@ -52,7 +54,10 @@ impl BoundValues {
         for (name, value) in overrides {
             let spec = specs.iter().find(|s| s.name == name).ok_or_else(|| {
                 let known: Vec<_> = specs.iter().map(|s| s.name).collect();
-                format!("unknown bound `{name}` (this model has: {})", known.join(", "))
+                format!(
+                    "unknown bound `{name}` (this model has: {})",
+                    known.join(", ")
+                )
             })?;
             if *value < spec.min || *value > spec.max {
                 return Err(format!(
@@ -77,6 +82,18 @@ impl BoundValues {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| *v)
             .unwrap_or_else(|| panic!("bound `{name}` is not declared by this model"))
+    }
+
+    /// Raises bound `name` to at least `minimum`; returns whether it changed.
+    pub fn raise(&mut self, name: &str, minimum: usize) -> bool {
+        let slot = self
+            .values
+            .iter_mut()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("bound `{name}` is not declared by this model"));
+        let raised = slot.1 < minimum;
+        slot.1 = slot.1.max(minimum);
+        raised
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, usize)> + '_ {
@@ -192,6 +209,16 @@ pub trait ModelEntry: Send + Sync {
     fn summary(&self) -> &'static str;
     fn bounds(&self) -> &'static [BoundSpec];
     fn bugs(&self) -> Vec<BugSpec>;
+    /// `bounds` with the needs of `bug` applied (see [`BugSpec::needs`]).
+    fn bounds_for(&self, bounds: &BoundValues, bug: Option<&str>) -> BoundValues {
+        let mut bounds = bounds.clone();
+        if let Some(spec) = bug.and_then(|name| self.bugs().into_iter().find(|b| b.name == name)) {
+            for (name, minimum) in spec.needs {
+                bounds.raise(name, *minimum);
+            }
+        }
+        bounds
+    }
     /// Builds the model at `bounds` (with `bug` seeded, if named) and checks it.
     fn check(
         &self,
@@ -249,6 +276,7 @@ where
         bug: Option<&str>,
         options: CheckOptions,
     ) -> Result<CheckReport, String> {
+        let bounds = &self.bounds_for(bounds, bug);
         let model = (self.build)(bounds, bug)?;
         let mut report = check_model(model, self.describe, options);
         report.model = self.name;
@@ -264,7 +292,7 @@ where
         address: &str,
         threads: usize,
     ) -> Result<(), String> {
-        let model = (self.build)(bounds, bug)?;
+        let model = (self.build)(&self.bounds_for(bounds, bug), bug)?;
         // `serve` joins its HTTP thread: this returns only if the server fails to start.
         let _checker = model.checker().threads(threads.max(1)).serve(address);
         Ok(())
@@ -353,9 +381,21 @@ where
             };
             let trace = path
                 .map(|path| {
-                    path.clone()
-                        .into_vec()
+                    let steps = path.clone().into_vec();
+                    // Stop at the first state that decides the property: the checker may record a
+                    // longer path to a later state (discoveries found in one block overwrite).
+                    let decided_at =
+                        steps
+                            .iter()
+                            .position(|(state, _)| match property.expectation {
+                                Expectation::Always => !(property.condition)(model, state),
+                                Expectation::Sometimes => (property.condition)(model, state),
+                                Expectation::Eventually => false,
+                            });
+                    let length = decided_at.unwrap_or(steps.len());
+                    steps
                         .into_iter()
+                        .take(length)
                         .filter_map(|(state, action)| {
                             action.map(|action| describe(model, &state, &action))
                         })
@@ -436,7 +476,10 @@ pub fn parse_bug<B: Copy>(
             .map(Some)
             .ok_or_else(|| {
                 let known: Vec<_> = all.iter().map(name_of).collect();
-                format!("unknown bug `{name}` (this model has: {})", known.join(", "))
+                format!(
+                    "unknown bug `{name}` (this model has: {})",
+                    known.join(", ")
+                )
             }),
     }
 }
