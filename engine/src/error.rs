@@ -83,6 +83,12 @@ pub enum Error {
     #[error("engine is read-only after a failed checkpoint: {0}")]
     Poisoned(String),
 
+    /// An earlier I/O error on the redo log's append or fsync path failed the log. A failed fsync
+    /// may have dropped dirty pages, so the log never retries: reopen to recover from what reached
+    /// the disk.
+    #[error("redo log failed after an earlier I/O error, reopen to recover: {0}")]
+    WalFailed(String),
+
     /// The engine was closed.
     #[error("engine is closed")]
     Closed,
@@ -90,6 +96,10 @@ pub enum Error {
     /// A snapshot is already running on this store.
     #[error("a snapshot is already running on this store ({0})")]
     SnapshotRunning(String),
+
+    /// A snapshot does not verify against its manifest.
+    #[error("invalid snapshot: {0}")]
+    InvalidSnapshot(String),
 
     /// The snapshot was cancelled.
     #[error("snapshot cancelled")]
@@ -116,6 +126,7 @@ impl Error {
 }
 
 /// Attaches the step and path to an `io::Result`.
+#[allow(dead_code)] // FIXME(lead): used once engine code performs I/O; remove the allow then.
 pub(crate) trait IoContext<T> {
     fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T>;
 }

@@ -3,7 +3,9 @@
 use std::fmt;
 
 /// A partition: one file `partitions/part-<id>.dat` of fixed-size pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct PartitionId(pub u32);
 
 impl fmt::Display for PartitionId {
@@ -13,7 +15,9 @@ impl fmt::Display for PartitionId {
 }
 
 /// A page address: partition and page index within it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct PageId {
     pub partition: PartitionId,
     pub index: u32,

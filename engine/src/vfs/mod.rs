@@ -16,10 +16,12 @@ use std::path::Path;
 
 use crate::sync::Arc;
 
-// mod sim_fs;
+mod sim_fs;
 mod std_fs;
 
-// pub use sim_fs::{FaultKind, FaultPlan, SimFs};
+pub use sim_fs::{
+    CrashReport, FaultError, FaultKind, FaultPlan, SimFs, FILE_BYTES_MAX, SECTOR_BYTES,
+};
 pub use std_fs::StdFs;
 
 /// How to open a file.
@@ -58,6 +60,9 @@ pub trait Vfs: Send + Sync + fmt::Debug + 'static {
 }
 
 /// An open file. Positioned reads and writes, so one handle is shared by many threads.
+// `len` is a fallible I/O call (fstat), not a collection's size; an `is_empty` would only be a
+// second way to spend an operation.
+#[allow(clippy::len_without_is_empty)]
 pub trait VfsFile: Send + Sync + fmt::Debug {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at end of file).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;

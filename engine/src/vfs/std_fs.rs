@@ -140,7 +140,9 @@ impl VfsFile for StdFile {
                 match err.raw_os_error() {
                     Some(libc::EINTR) => continue,
                     // Cross-device, unsupported file system or old kernel: copy by hand.
-                    Some(libc::EXDEV) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)
+                    Some(libc::EXDEV)
+                    | Some(libc::ENOSYS)
+                    | Some(libc::EOPNOTSUPP)
                     | Some(libc::EINVAL) => {
                         return copy_through_buffer(
                             self,

@@ -1,0 +1,78 @@
+//! Seeded bugs: deliberate breakages of one rule each, switched on at run time by the
+//! verification tiers to show that every checker can fail (STYLE rule 2). They exist only in test
+//! builds (`cfg(test)`, the `seeded-bugs` feature, or a checker cfg); in a normal build
+//! [`active`] is a constant `false` and every guarded branch compiles away.
+
+/// The engine-side seeded bugs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Bug {
+    /// Writers register in an epoch without re-checking the current epoch (K2).
+    SkipRegistrationRecheck = 0,
+    /// The cut does not wait for the old epoch's writers (K2).
+    DrainDoesNotWait = 1,
+    /// A writer does not retry when the page's image belongs to a newer epoch (K1/K2).
+    NoRetryAfterCut = 2,
+    /// A writer overwrites a page the running checkpoint has not written, without keeping the
+    /// checkpoint image (K2).
+    NoCheckpointImage = 3,
+    /// The control file is written before the partition files are fsynced (C2, R1).
+    ControlBeforePageFsync = 4,
+    /// Redo segments are purged before the control file is durable (C3, R1).
+    PurgeBeforeControl = 5,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 6] = [
+        Bug::SkipRegistrationRecheck,
+        Bug::DrainDoesNotWait,
+        Bug::NoRetryAfterCut,
+        Bug::NoCheckpointImage,
+        Bug::ControlBeforePageFsync,
+        Bug::PurgeBeforeControl,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::SkipRegistrationRecheck => "skip-registration-recheck",
+            Bug::DrainDoesNotWait => "drain-does-not-wait",
+            Bug::NoRetryAfterCut => "no-retry-after-cut",
+            Bug::NoCheckpointImage => "no-checkpoint-image",
+            Bug::ControlBeforePageFsync => "control-before-page-fsync",
+            Bug::PurgeBeforeControl => "purge-before-control",
+        }
+    }
+}
+
+#[cfg(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle))]
+mod switch {
+    #![allow(clippy::disallowed_types)]
+    // A plain std atomic, not the facade's: this is test configuration set before a run, not
+    // synchronization the checkers should explore (and loom atomics cannot live in a static).
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static ACTIVE: AtomicU64 = AtomicU64::new(0);
+
+    pub fn active(bug: super::Bug) -> bool {
+        ACTIVE.load(Ordering::Relaxed) & (1 << bug as u8) != 0
+    }
+
+    /// Switches `bug` on or off for the whole process.
+    pub fn set(bug: super::Bug, on: bool) {
+        if on {
+            ACTIVE.fetch_or(1 << bug as u8, Ordering::SeqCst);
+        } else {
+            ACTIVE.fetch_and(!(1 << bug as u8), Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle))]
+pub use switch::{active, set};
+
+/// Normal builds: no bug is ever active.
+#[cfg(not(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle)))]
+#[inline(always)]
+pub fn active(_bug: Bug) -> bool {
+    false
+}

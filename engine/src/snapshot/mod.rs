@@ -1,0 +1,21 @@
+//! The online, consistent snapshot (DESIGN §4).
+//!
+//! A snapshot rides checkpoint `S`: at `S`'s cut it records, per partition, the logical page count
+//! and the file length, then a copier copies the partition files while a write hook in the
+//! checkpointer captures into a per-partition *delta* every page image the copy could miss; the
+//! merge writes the delta over the copy. The result is exactly the engine state at the cut (S1).
+//!
+//! - [`protocol`]: the pure, IO-free per-partition state machine that decides what the hook
+//!   captures and when the merge may start. The engine wraps it with I/O and a lock; the stateright
+//!   model in `deltasnap-models` drives the very same code.
+//! - [`manifest`]: what a published snapshot holds (format.md §5.2).
+//! - `task`: the hook, the copier, the merge and the publish around the protocol.
+//! - [`verify`]: `verify_snapshot` and `restore`.
+
+pub(crate) mod delta;
+pub mod manifest;
+pub mod protocol;
+pub(crate) mod task;
+pub mod verify;
+
+pub use task::{CopyGate, SnapshotHandle, SnapshotOptions, SnapshotProgress};

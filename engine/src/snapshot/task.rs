@@ -1,0 +1,976 @@
+//! The snapshot task: the engine's I/O around [`protocol::PartitionSnapshot`].
+//!
+//! Three parties, as in DESIGN §4:
+//!
+//! - the **write hook** ([`SnapshotListener`], a [`CheckpointListener`] called by the checkpointer):
+//!   at the cut of the first checkpoint that begins after the snapshot was requested (S2) it
+//!   creates one protocol state and one delta file per partition; before every partition write it
+//!   asks the protocol what to capture, appends it to the delta, and returns a guard that ends the
+//!   hook call (`page_write_done`) only after the checkpointer's file write returned. While a hook
+//!   call is in flight the protocol refuses every other transition, so the copier and the merge
+//!   wait for it (the *hook lock* of the protocol's locking contract);
+//! - the **copier** (the task thread): copies `[0, copy_end)` of each partition file with
+//!   `copy_file_range`, announcing every chunk before reading it, rate-limited on request;
+//! - the **merge** (the task thread): once the copy of a partition is done *and* `S` has ended
+//!   (S5, either order), closes the partition's hook (S4), writes the delta's pages sorted by index
+//!   over the copy, reads every page back to check it and record its crc.
+//!
+//! Then **publish**: fsync, manifest, rename of the temporary directory (format.md §5). Any error
+//! or a cancel closes every hook, removes the temporary directory and fails the snapshot, never
+//! the checkpoint or the writers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::checkpoint::{self, CheckpointCut, CheckpointListener, Trigger, WriteGuard};
+use crate::engine::{Inner, SNAPSHOTS_TMP_DIR};
+use crate::error::{Error, IoContext, Result};
+use crate::format;
+use crate::jobs::{JobKind, JobStage};
+use crate::snapshot::delta::DeltaFile;
+use crate::snapshot::manifest::{
+    hex, partition_file_name, DeltaPolicyName, Manifest, ManifestMetadata, ManifestPartition,
+    MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION,
+};
+use crate::snapshot::protocol::{Capture, DeltaPolicy, PartitionSnapshot};
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{thread, Arc, Condvar, Mutex, RwLock};
+use crate::types::{Epoch, Lsn, PageId, PartitionId};
+use crate::vfs::{OpenMode, Vfs, VfsFile};
+
+/// Called by the copier before it announces each chunk, with the partition and the chunk's first
+/// page. Tests use it to hold the copier at a chosen point and force a race order (S5).
+pub type CopyGate = Arc<dyn Fn(PartitionId, u32) + Send + Sync>;
+
+/// What to snapshot and how.
+#[derive(Clone)]
+pub struct SnapshotOptions {
+    /// The directory the snapshot is published in, as `<target_dir>/<name>`.
+    pub target_dir: PathBuf,
+    /// The snapshot's name: 1 to 128 of `[A-Za-z0-9._-]`, not starting with `.`.
+    pub name: String,
+    pub delta_policy: DeltaPolicy,
+    /// Bytes per second the copier may copy; `None`: as fast as the disk goes.
+    pub rate_limit_bytes_per_sec: Option<u64>,
+    /// Bytes the copier announces and copies at a time.
+    pub chunk_bytes: u64,
+    /// Test hook, see [`CopyGate`].
+    #[doc(hidden)]
+    pub copy_gate: Option<CopyGate>,
+}
+
+impl SnapshotOptions {
+    pub fn new(target_dir: impl Into<PathBuf>, name: impl Into<String>) -> Self {
+        SnapshotOptions {
+            target_dir: target_dir.into(),
+            name: name.into(),
+            delta_policy: DeltaPolicy::Full,
+            rate_limit_bytes_per_sec: None,
+            chunk_bytes: 1 << 20,
+            copy_gate: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SnapshotOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotOptions")
+            .field("target_dir", &self.target_dir)
+            .field("name", &self.name)
+            .field("delta_policy", &self.delta_policy)
+            .field("rate_limit_bytes_per_sec", &self.rate_limit_bytes_per_sec)
+            .field("chunk_bytes", &self.chunk_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running snapshot's progress.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotProgress {
+    pub stage: JobStage,
+    /// The cut epoch, once the cut is taken.
+    pub cut_epoch: Option<Epoch>,
+    pub bytes_copied: u64,
+    pub bytes_total: u64,
+    pub delta_pages: u64,
+    /// Every partition is copied (the merge may still wait for the cut checkpoint to end).
+    pub copy_done: bool,
+    /// The job in `Engine::jobs()`.
+    pub job_id: u64,
+}
+
+/// One partition's hook: the protocol state and the delta, behind the state mutex; `changed`
+/// wakes the copier and the merge waiting for a hook call in flight.
+struct PartitionHook {
+    state: Mutex<HookState>,
+    changed: Condvar,
+}
+
+struct HookState {
+    protocol: PartitionSnapshot,
+    delta: DeltaFile,
+    source: Arc<dyn VfsFile>,
+    source_path: PathBuf,
+}
+
+/// What the cut fixed.
+#[derive(Clone)]
+struct CutInfo {
+    epoch: Epoch,
+    lsn: Lsn,
+    metadata: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+#[derive(Default)]
+struct TaskState {
+    cut: Option<CutInfo>,
+    checkpoint_ended: bool,
+    failure: Option<String>,
+    cancelled: bool,
+}
+
+/// State shared by the hook (checkpointer thread), the task thread and the handle.
+pub(crate) struct Shared {
+    vfs: Arc<dyn Vfs>,
+    page_size: u32,
+    policy: DeltaPolicy,
+    tmp_dir: PathBuf,
+    hooks: RwLock<BTreeMap<PartitionId, Arc<PartitionHook>>>,
+    state: Mutex<TaskState>,
+    state_changed: Condvar,
+    stage: Mutex<JobStage>,
+    bytes_copied: AtomicU64,
+    bytes_total: AtomicU64,
+    delta_pages: AtomicU64,
+    cut_epoch: AtomicU64,
+    copy_done: AtomicBool,
+    cancel_requested: AtomicBool,
+}
+
+impl Shared {
+    fn fail(&self, reason: String) {
+        let mut state = self.state.lock();
+        if state.failure.is_none() {
+            tracing::warn!(%reason, "snapshot failed");
+            state.failure = Some(reason);
+        }
+        drop(state);
+        self.close_all_hooks();
+        self.state_changed.notify_all();
+    }
+
+    /// Closes every hook (cancel): from now on no capture happens.
+    fn close_all_hooks(&self) {
+        for hook in self.hooks.read().values() {
+            let mut state = hook.state.lock();
+            let _already_closed = state.protocol.cancel();
+            drop(state);
+            hook.changed.notify_all();
+        }
+    }
+
+    /// Err if the snapshot failed or was cancelled.
+    fn check(&self) -> Result<()> {
+        if self.cancel_requested.load(Ordering::Acquire) {
+            return Err(Error::Cancelled);
+        }
+        match &self.state.lock().failure {
+            Some(reason) => Err(Error::InvalidSnapshot(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn set_stage(&self, stage: JobStage) {
+        *self.stage.lock() = stage;
+    }
+}
+
+/// The write hook, registered with the engine for the snapshot's lifetime.
+pub(crate) struct SnapshotListener(Arc<Shared>);
+
+/// Ends a hook call after the checkpointer's file write (protocol contract 1).
+struct HookCall {
+    hook: Arc<PartitionHook>,
+    index: u32,
+}
+
+impl Drop for HookCall {
+    fn drop(&mut self) {
+        let mut state = self.hook.state.lock();
+        if let Err(error) = state.protocol.page_write_done(self.index) {
+            debug_assert!(false, "page_write_done({}) refused: {error}", self.index);
+        }
+        drop(state);
+        self.hook.changed.notify_all();
+    }
+}
+
+impl CheckpointListener for SnapshotListener {
+    fn on_checkpoint_begin(&self, cut: &CheckpointCut) {
+        let shared = &self.0;
+        if shared.state.lock().cut.is_some() {
+            return; // a later checkpoint: the snapshot's cut is fixed already
+        }
+        let install = || -> Result<BTreeMap<PartitionId, Arc<PartitionHook>>> {
+            let mut hooks = BTreeMap::new();
+            for partition in &cut.partitions {
+                let bytes_on_disk = partition
+                    .file
+                    .len()
+                    .ctx("stat partition file", &partition.path)?;
+                let protocol = PartitionSnapshot::at_cut(
+                    shared.policy,
+                    partition.page_count,
+                    bytes_on_disk,
+                    cut.page_size,
+                )
+                .map_err(|e| Error::Corrupted {
+                    file: partition.path.clone(),
+                    page: None,
+                    reason: format!("cannot snapshot this partition: {e}"),
+                })?;
+                let delta_path = shared
+                    .tmp_dir
+                    .join("deltas")
+                    .join(format!("part-{}.delta", partition.id.0));
+                let delta = DeltaFile::create(
+                    &shared.vfs,
+                    &delta_path,
+                    cut.page_size,
+                    partition.id,
+                    cut.epoch,
+                )?;
+                hooks.insert(
+                    partition.id,
+                    Arc::new(PartitionHook {
+                        state: Mutex::new(HookState {
+                            protocol,
+                            delta,
+                            source: Arc::clone(&partition.file),
+                            source_path: partition.path.clone(),
+                        }),
+                        changed: Condvar::new(),
+                    }),
+                );
+            }
+            Ok(hooks)
+        };
+        match install() {
+            Ok(hooks) => {
+                let total: u64 = hooks
+                    .values()
+                    .map(|h| h.state.lock().protocol.copy_end() as u64 * cut.page_size as u64)
+                    .sum();
+                *shared.hooks.write() = hooks;
+                shared.bytes_total.store(total, Ordering::Release);
+                shared.cut_epoch.store(cut.epoch, Ordering::Release);
+                let mut state = shared.state.lock();
+                state.cut = Some(CutInfo {
+                    epoch: cut.epoch,
+                    lsn: cut.replay_start_lsn,
+                    metadata: cut.metadata.clone(),
+                });
+                drop(state);
+                tracing::info!(
+                    epoch = cut.epoch,
+                    partitions = cut.partitions.len(),
+                    "snapshot cut taken"
+                );
+            }
+            Err(error) => {
+                // No hook was installed: the snapshot fails, the checkpoint goes on untouched.
+                shared.state.lock().cut = Some(CutInfo {
+                    epoch: cut.epoch,
+                    lsn: cut.replay_start_lsn,
+                    metadata: BTreeMap::new(),
+                });
+                shared.fail(format!(
+                    "installing the snapshot hooks at the cut failed: {error}"
+                ));
+            }
+        }
+        shared.state_changed.notify_all();
+    }
+
+    fn before_page_write(&self, _epoch: Epoch, page: PageId, image: &[u8]) -> Option<WriteGuard> {
+        let shared = &self.0;
+        let hook = Arc::clone(shared.hooks.read().get(&page.partition)?);
+        let mut state = hook.state.lock();
+        let capture = match state.protocol.before_page_write(page.index) {
+            Ok(capture) => capture,
+            Err(error) => {
+                drop(state);
+                shared.fail(format!(
+                    "hook for page {page} refused by the protocol: {error}"
+                ));
+                return None;
+            }
+        };
+        let captured = match capture {
+            Capture::NewImage => state.delta.append(page.index, image).map(|_| true),
+            Capture::OldImageFromFile => {
+                let mut old = vec![0u8; shared.page_size as usize];
+                let offset = page.index as u64 * shared.page_size as u64;
+                state
+                    .source
+                    .read_exact_at(&mut old, offset)
+                    .ctx("read page for the snapshot delta", &state.source_path)
+                    .and_then(|_| {
+                        format::verify_page(&old, page.index, &state.source_path).map(|_| ())
+                    })
+                    .and_then(|_| state.delta.append(page.index, &old))
+                    .map(|_| true)
+            }
+            Capture::Nothing(_) | Capture::Closed => Ok(false),
+        };
+        match captured {
+            Ok(true) => {
+                shared.delta_pages.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(false) => {}
+            Err(error) => {
+                // The snapshot fails; the checkpoint's own write goes ahead (contract 4).
+                let _ = state.protocol.cancel();
+                drop(state);
+                shared.fail(format!(
+                    "capturing page {page} into the delta failed: {error}"
+                ));
+                return Some(Box::new(HookCall {
+                    hook,
+                    index: page.index,
+                }));
+            }
+        }
+        drop(state);
+        Some(Box::new(HookCall {
+            hook,
+            index: page.index,
+        }))
+    }
+
+    fn on_checkpoint_end(&self, epoch: Epoch) {
+        let shared = &self.0;
+        let mut state = shared.state.lock();
+        if state.cut.as_ref().is_none_or(|c| c.epoch != epoch) {
+            return;
+        }
+        state.checkpoint_ended = true;
+        drop(state);
+        for hook in shared.hooks.read().values() {
+            let mut state = hook.state.lock();
+            // Closed (failed or cancelled) hooks refuse; nothing to do for them.
+            let _ = state.protocol.checkpoint_ended();
+            drop(state);
+            hook.changed.notify_all();
+        }
+        shared.state_changed.notify_all();
+    }
+
+    fn on_checkpoint_failed(&self, epoch: Epoch, error: &Error) {
+        self.0.fail(format!("checkpoint {epoch} failed: {error}"));
+    }
+}
+
+/// A running snapshot. Dropping the handle does not stop the snapshot; [`SnapshotHandle::cancel`]
+/// does.
+pub struct SnapshotHandle {
+    shared: Arc<Shared>,
+    inner: Arc<Inner>,
+    job: u64,
+    thread: Mutex<Option<thread::JoinHandle<Result<Manifest>>>>,
+}
+
+impl std::fmt::Debug for SnapshotHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotHandle")
+            .field("job", &self.job)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotHandle {
+    /// Where the snapshot is.
+    pub fn progress(&self) -> SnapshotProgress {
+        let cut_epoch = self.shared.cut_epoch.load(Ordering::Acquire);
+        SnapshotProgress {
+            stage: *self.shared.stage.lock(),
+            cut_epoch: (cut_epoch != 0).then_some(cut_epoch),
+            bytes_copied: self.shared.bytes_copied.load(Ordering::Relaxed),
+            bytes_total: self.shared.bytes_total.load(Ordering::Relaxed),
+            delta_pages: self.shared.delta_pages.load(Ordering::Relaxed),
+            copy_done: self.shared.copy_done.load(Ordering::Acquire),
+            job_id: self.job,
+        }
+    }
+
+    /// Stops the snapshot: closes every hook, stops the copier, removes the temporary directory.
+    /// `wait` then returns `Error::Cancelled`.
+    pub fn cancel(&self) {
+        self.shared.cancel_requested.store(true, Ordering::Release);
+        self.shared.close_all_hooks();
+        self.shared.state_changed.notify_all();
+        let _ = &self.inner;
+    }
+
+    /// Whether the snapshot has ended (published, failed or cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.thread.lock().as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits for the snapshot to end; returns its manifest once it is published.
+    pub fn wait(self) -> Result<Manifest> {
+        let handle = self.thread.lock().take().expect("wait consumes the handle");
+        handle
+            .join()
+            .unwrap_or_else(|_| Err(Error::InvalidSnapshot("snapshot task panicked".into())))
+    }
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let ok = (1..=128).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "snapshot name {name:?} must be 1..=128 of [A-Za-z0-9._-] and not start with '.'"
+        )))
+    }
+}
+
+fn marker_path(inner: &Inner, name: &str) -> PathBuf {
+    inner
+        .dir
+        .join(SNAPSHOTS_TMP_DIR)
+        .join(format!("{name}.pending"))
+}
+
+/// Starts a snapshot (see `Engine::snapshot`).
+pub(crate) fn start(inner: &Arc<Inner>, options: SnapshotOptions) -> Result<SnapshotHandle> {
+    validate_name(&options.name)?;
+    if options.chunk_bytes < inner.page_size as u64 {
+        return Err(Error::InvalidArgument(format!(
+            "chunk_bytes {} is smaller than a page",
+            options.chunk_bytes
+        )));
+    }
+    let vfs = Arc::clone(&inner.vfs);
+    let final_dir = options.target_dir.join(&options.name);
+    if vfs
+        .exists(&final_dir)
+        .ctx("stat snapshot directory", &final_dir)?
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{} already exists",
+            final_dir.display()
+        )));
+    }
+    let tmp_dir = options
+        .target_dir
+        .join(format!(".{}.deltasnap-tmp", options.name));
+    let claim = inner.claim_snapshot_slot(&options.name)?;
+    // From here on, `claim` releases the slot if we return early.
+    let setup = || -> Result<()> {
+        if vfs.exists(&tmp_dir).ctx("stat", &tmp_dir)? {
+            return Err(Error::InvalidArgument(format!(
+                "{} exists: another snapshot of this name is being made, or one crashed and its store was not reopened",
+                tmp_dir.display()
+            )));
+        }
+        // 1. The marker first, so that a crash from here on leaves nothing `open` cannot clean.
+        let markers = inner.dir.join(SNAPSHOTS_TMP_DIR);
+        vfs.create_dir_all(&markers)
+            .ctx("create snapshot marker directory", &markers)?;
+        let marker = marker_path(inner, &options.name);
+        let file = vfs
+            .open(&marker, OpenMode::Create)
+            .ctx("create snapshot marker", &marker)?;
+        file.set_len(0).ctx("write snapshot marker", &marker)?;
+        file.write_all_at(tmp_dir.to_string_lossy().as_bytes(), 0)
+            .ctx("write snapshot marker", &marker)?;
+        file.sync_all().ctx("fsync snapshot marker", &marker)?;
+        vfs.sync_dir(&markers)
+            .ctx("fsync snapshot marker directory", &markers)?;
+        if let Some(parent) = markers.parent() {
+            vfs.sync_dir(parent).ctx("fsync store directory", parent)?;
+        }
+        // 2. The temporary directory.
+        for sub in ["partitions", "deltas"] {
+            let path = tmp_dir.join(sub);
+            vfs.create_dir_all(&path)
+                .ctx("create snapshot directory", &path)?;
+        }
+        Ok(())
+    };
+    if let Err(error) = setup() {
+        let _ = vfs.remove_dir_all(&tmp_dir);
+        let _ = vfs.remove_file(&marker_path(inner, &options.name));
+        drop(claim);
+        return Err(error);
+    }
+
+    let shared = Arc::new(Shared {
+        vfs,
+        page_size: inner.page_size as u32,
+        policy: options.delta_policy,
+        tmp_dir: tmp_dir.clone(),
+        hooks: RwLock::new(BTreeMap::new()),
+        state: Mutex::new(TaskState::default()),
+        state_changed: Condvar::new(),
+        stage: Mutex::new(JobStage::Waiting),
+        bytes_copied: AtomicU64::new(0),
+        bytes_total: AtomicU64::new(0),
+        delta_pages: AtomicU64::new(0),
+        cut_epoch: AtomicU64::new(0),
+        copy_done: AtomicBool::new(false),
+        cancel_requested: AtomicBool::new(false),
+    });
+    let listener_id = inner.add_listener(Arc::new(SnapshotListener(Arc::clone(&shared))));
+    let job = inner.jobs.start(JobKind::Snapshot, JobStage::Waiting);
+    let task = Task {
+        inner: Arc::clone(inner),
+        shared: Arc::clone(&shared),
+        options,
+        final_dir,
+        tmp_dir,
+        job,
+        listener_id,
+        claim: Some(claim),
+    };
+    let thread = thread::Builder::new()
+        .name("deltasnap-snapshot".into())
+        .spawn(move || task.run())
+        .map_err(|e| Error::io("spawn snapshot thread", &inner.dir, e))?;
+    Ok(SnapshotHandle {
+        shared,
+        inner: Arc::clone(inner),
+        job,
+        thread: Mutex::new(Some(thread)),
+    })
+}
+
+/// The slot "one snapshot at a time"; dropping it frees the slot.
+pub(crate) struct SnapshotClaim {
+    inner: Arc<Inner>,
+}
+
+impl SnapshotClaim {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        SnapshotClaim { inner }
+    }
+}
+
+impl Drop for SnapshotClaim {
+    fn drop(&mut self) {
+        self.inner.release_snapshot_slot();
+    }
+}
+
+struct Task {
+    inner: Arc<Inner>,
+    shared: Arc<Shared>,
+    options: SnapshotOptions,
+    final_dir: PathBuf,
+    tmp_dir: PathBuf,
+    job: u64,
+    listener_id: u64,
+    claim: Option<SnapshotClaim>,
+}
+
+impl Task {
+    fn run(mut self) -> Result<Manifest> {
+        let started = Instant::now();
+        let result = self.make();
+        // Whatever happened: no more hook calls, no more holds.
+        self.shared.close_all_hooks();
+        self.inner.remove_listener(self.listener_id);
+        let held: Vec<PartitionId> = self.shared.hooks.read().keys().copied().collect();
+        self.inner.release_partitions(&held);
+        let vfs = &self.shared.vfs;
+        if result.is_err() && vfs.exists(&self.tmp_dir).unwrap_or(true) {
+            if let Err(error) = vfs.remove_dir_all(&self.tmp_dir) {
+                tracing::warn!(dir = %self.tmp_dir.display(), %error, "could not remove the snapshot's temporary directory; the next open removes it");
+            }
+        }
+        let marker = marker_path(&self.inner, &self.options.name);
+        let marker_removed = vfs
+            .remove_file(&marker)
+            .and_then(|_| vfs.sync_dir(marker.parent().expect("in the store")));
+        if let Err(error) = marker_removed {
+            tracing::warn!(marker = %marker.display(), %error, "could not remove the snapshot marker; the next open removes it");
+        }
+        self.claim.take();
+        let duration = started.elapsed();
+        match &result {
+            Ok(manifest) => {
+                self.shared.set_stage(JobStage::Complete);
+                self.inner.jobs.finish(self.job, None);
+                metrics::counter!("deltasnap_snapshots_total").increment(1);
+                metrics::histogram!("deltasnap_snapshot_seconds").record(duration.as_secs_f64());
+                tracing::info!(name = %manifest.name, cut_epoch = manifest.cut_epoch, delta_pages = manifest.delta_pages, ?duration, "snapshot published");
+            }
+            Err(error) => {
+                self.shared.set_stage(JobStage::Failed);
+                self.inner.jobs.finish(self.job, Some(error.to_string()));
+                metrics::counter!("deltasnap_snapshots_failed_total").increment(1);
+            }
+        }
+        result
+    }
+
+    fn stage(&self, stage: JobStage) {
+        self.shared.set_stage(stage);
+        let copied = self.shared.bytes_copied.load(Ordering::Relaxed);
+        let total = self.shared.bytes_total.load(Ordering::Relaxed);
+        let delta = self.shared.delta_pages.load(Ordering::Relaxed);
+        self.inner.jobs.update(self.job, |s| {
+            s.stage = stage;
+            s.bytes_written = copied;
+            s.bytes_total = total;
+            s.delta_pages = delta;
+        });
+    }
+
+    fn make(&mut self) -> Result<Manifest> {
+        // The cut: the first checkpoint that begins from now on. It must run even if nothing
+        // changed since the last one.
+        self.stage(JobStage::Waiting);
+        let runner = self.inner.request_snapshot_checkpoint()?;
+        let cut = self.wait_for(|state| state.cut.clone())?;
+        self.inner.jobs.update(self.job, |s| {
+            s.epoch = Some(cut.epoch);
+            s.redo_lsn = Some(cut.lsn);
+        });
+        let hooks: Vec<(PartitionId, Arc<PartitionHook>)> = self
+            .shared
+            .hooks
+            .read()
+            .iter()
+            .map(|(id, h)| (*id, Arc::clone(h)))
+            .collect();
+        let ids: Vec<PartitionId> = hooks.iter().map(|(id, _)| *id).collect();
+        self.inner.hold_partitions(&ids);
+        self.shared.check()?;
+
+        // Copy.
+        self.stage(JobStage::Copying);
+        let copy_started = Instant::now();
+        for (id, hook) in &hooks {
+            self.copy_partition(*id, hook, copy_started)?;
+        }
+
+        self.shared.copy_done.store(true, Ordering::Release);
+        tracing::debug!("snapshot copy done");
+
+        // Merge, once S has ended (S5: possibly long before or long after the copy finished).
+        self.wait_for(|state| state.checkpoint_ended.then_some(()))?;
+        if let Some(runner) = runner {
+            let _ = runner.join();
+        }
+        self.stage(JobStage::Merging);
+        let mut partitions = Vec::new();
+        let mut delta_pages = 0u64;
+        for (id, hook) in &hooks {
+            let (partition, merged) = self.merge_partition(*id, hook)?;
+            delta_pages += merged;
+            partitions.push(partition);
+        }
+
+        // Publish.
+        self.stage(JobStage::Publishing);
+        let manifest = Manifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            name: self.options.name.clone(),
+            created_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            cut_epoch: cut.epoch,
+            cut_lsn: cut.lsn,
+            page_size: self.shared.page_size,
+            delta_policy: match self.options.delta_policy {
+                DeltaPolicy::Full => DeltaPolicyName::Full,
+                DeltaPolicy::CursorAware => DeltaPolicyName::CursorAware,
+            },
+            delta_pages,
+            partitions,
+            metadata: cut
+                .metadata
+                .iter()
+                .map(|(k, v)| ManifestMetadata {
+                    key_hex: hex(k),
+                    value_hex: hex(v),
+                })
+                .collect(),
+        };
+        self.publish(&manifest)?;
+        Ok(manifest)
+    }
+
+    /// Waits until `ready` returns a value, the snapshot fails, or it is cancelled.
+    fn wait_for<T>(&self, ready: impl Fn(&TaskState) -> Option<T>) -> Result<T> {
+        let mut state = self.shared.state.lock();
+        loop {
+            if self.shared.cancel_requested.load(Ordering::Acquire) || state.cancelled {
+                return Err(Error::Cancelled);
+            }
+            if let Some(reason) = &state.failure {
+                return Err(Error::InvalidSnapshot(reason.clone()));
+            }
+            if let Some(value) = ready(&state) {
+                return Ok(value);
+            }
+            if let Some(reason) = self.inner.poisoned() {
+                return Err(Error::Poisoned(reason));
+            }
+            if self.inner.is_closed() {
+                return Err(Error::Closed);
+            }
+            state = self
+                .shared
+                .state_changed
+                .wait_timeout(state, Duration::from_millis(50))
+                .0;
+        }
+    }
+
+    /// Runs `step` on the hook's state once no hook call is in flight (the hook lock).
+    fn with_hook<T>(
+        &self,
+        hook: &PartitionHook,
+        step: impl FnOnce(
+            &mut HookState,
+        ) -> std::result::Result<T, crate::snapshot::protocol::ProtocolError>,
+    ) -> Result<T> {
+        let mut state = hook.state.lock();
+        while state.protocol.hook_in_flight().is_some() {
+            state = hook.changed.wait(state);
+        }
+        step(&mut state).map_err(|error| {
+            // Closed after a failure or cancel: report that cause rather than the refusal.
+            self.shared.check().err().unwrap_or_else(|| {
+                Error::InvalidSnapshot(format!("snapshot protocol refused a step: {error}"))
+            })
+        })
+    }
+
+    fn copy_partition(
+        &self,
+        id: PartitionId,
+        hook: &PartitionHook,
+        copy_started: Instant,
+    ) -> Result<()> {
+        let page_size = self.shared.page_size as u64;
+        let (source, source_path, copy_end) = {
+            let state = hook.state.lock();
+            (
+                Arc::clone(&state.source),
+                state.source_path.clone(),
+                state.protocol.copy_end(),
+            )
+        };
+        let target_path = self.tmp_dir.join(partition_file_name(id.0));
+        let target = self
+            .shared
+            .vfs
+            .open(&target_path, OpenMode::CreateNew)
+            .ctx("create snapshot partition file", &target_path)?;
+        let chunk_pages = (self.options.chunk_bytes / page_size).max(1) as u32;
+        let mut copied_end = 0u32;
+        while copied_end < copy_end {
+            self.shared.check()?;
+            if let Some(gate) = &self.options.copy_gate {
+                gate(id, copied_end);
+            }
+            let reading_end = copied_end.saturating_add(chunk_pages).min(copy_end);
+            self.with_hook(hook, |s| s.protocol.announce(reading_end))?;
+            let offset = copied_end as u64 * page_size;
+            let len = (reading_end - copied_end) as u64 * page_size;
+            let copied = source
+                .copy_to(offset, target.as_ref(), offset, len)
+                .ctx("copy partition file", &source_path)?;
+            if copied != len {
+                return Err(Error::Corrupted {
+                    file: source_path.clone(),
+                    page: Some((offset + copied) / page_size),
+                    reason: format!(
+                        "partition file ended during the copy ({copied} of {len} bytes)"
+                    ),
+                });
+            }
+            self.with_hook(hook, |s| s.protocol.chunk_copied(reading_end))?;
+            copied_end = reading_end;
+            let total_copied = self.shared.bytes_copied.fetch_add(len, Ordering::Relaxed) + len;
+            self.inner
+                .jobs
+                .update(self.job, |s| s.bytes_written = total_copied);
+            if let Some(rate) = self.options.rate_limit_bytes_per_sec.filter(|&r| r > 0) {
+                let due = Duration::from_secs_f64(total_copied as f64 / rate as f64);
+                if let Some(ahead) = due.checked_sub(copy_started.elapsed()) {
+                    std::thread::sleep(ahead);
+                }
+            }
+        }
+        self.with_hook(hook, |s| s.protocol.copy_done())?;
+        Ok(())
+    }
+
+    /// Closes the hook, writes the delta over the copy, reads every page back. Returns the
+    /// manifest entry and the number of delta pages applied.
+    fn merge_partition(
+        &self,
+        id: PartitionId,
+        hook: &PartitionHook,
+    ) -> Result<(ManifestPartition, u64)> {
+        let page_size = self.shared.page_size as u64;
+        let sealed = self.with_hook(hook, |s| s.protocol.close())?;
+        let entries = hook.state.lock().delta.read_sorted()?;
+        let target_path = self.tmp_dir.join(partition_file_name(id.0));
+        let target = self
+            .shared
+            .vfs
+            .open(&target_path, OpenMode::ReadWrite)
+            .ctx("open snapshot partition file", &target_path)?;
+        for (index, page) in &entries {
+            if *index >= sealed.pages_at_cut {
+                return Err(Error::InvalidSnapshot(format!(
+                    "delta of partition {id} holds page {index} beyond the cut"
+                )));
+            }
+            target
+                .write_all_at(page, *index as u64 * page_size)
+                .ctx("merge delta page", &target_path)?;
+        }
+        let expected_len = sealed.pages_at_cut as u64 * page_size;
+        let len = target
+            .len()
+            .ctx("stat snapshot partition file", &target_path)?;
+        if len != expected_len {
+            // Pages neither copied nor captured would read as holes below: fail on them there.
+            target
+                .set_len(expected_len)
+                .ctx("size snapshot partition file", &target_path)?;
+        }
+        // Read every page back: its footer must verify (no hole, no torn page: S3).
+        let mut page_crcs = Vec::with_capacity(sealed.pages_at_cut as usize);
+        let mut page = vec![0u8; page_size as usize];
+        for index in 0..sealed.pages_at_cut {
+            target
+                .read_exact_at(&mut page, index as u64 * page_size)
+                .ctx("read back snapshot page", &target_path)?;
+            let footer = format::verify_page(&page, index, &target_path)?;
+            page_crcs.push(footer.crc);
+        }
+        target
+            .sync_all()
+            .ctx("fsync snapshot partition file", &target_path)?;
+        Ok((
+            ManifestPartition {
+                id: id.0,
+                file: partition_file_name(id.0),
+                page_count: sealed.pages_at_cut,
+                page_crcs,
+            },
+            entries.len() as u64,
+        ))
+    }
+
+    /// format.md §5: fsync, manifest, rename, fsync the target directory.
+    fn publish(&self, manifest: &Manifest) -> Result<()> {
+        let vfs = &self.shared.vfs;
+        let tmp = &self.tmp_dir;
+        let partitions = tmp.join("partitions");
+        vfs.sync_dir(&partitions)
+            .ctx("fsync snapshot partitions", &partitions)?;
+        let deltas = tmp.join("deltas");
+        vfs.remove_dir_all(&deltas)
+            .ctx("remove snapshot deltas", &deltas)?;
+        let manifest_path = tmp.join(MANIFEST_FILE_NAME);
+        let file = vfs
+            .open(&manifest_path, OpenMode::CreateNew)
+            .ctx("create manifest", &manifest_path)?;
+        file.write_all_at(&manifest.to_json(), 0)
+            .ctx("write manifest", &manifest_path)?;
+        file.sync_all().ctx("fsync manifest", &manifest_path)?;
+        vfs.sync_dir(tmp).ctx("fsync snapshot directory", tmp)?;
+        self.shared.check()?;
+        vfs.rename(tmp, &self.final_dir)
+            .ctx("publish snapshot", &self.final_dir)?;
+        vfs.sync_dir(&self.options.target_dir)
+            .ctx("fsync snapshot target directory", &self.options.target_dir)?;
+        Ok(())
+    }
+}
+
+/// Removes the temporary directories of snapshots that never published (a crash, or a failure
+/// whose cleanup failed), as recorded by their markers. Called by `Engine::open`.
+pub(crate) fn remove_unfinished(vfs: &Arc<dyn Vfs>, store_dir: &Path) -> Result<Vec<PathBuf>> {
+    let markers = store_dir.join(SNAPSHOTS_TMP_DIR);
+    let mut removed = Vec::new();
+    if !vfs.is_dir(&markers).ctx("stat", &markers)? {
+        return Ok(removed);
+    }
+    for name in vfs
+        .read_dir(&markers)
+        .ctx("list snapshot markers", &markers)?
+    {
+        let marker = markers.join(&name);
+        if name.ends_with(".pending") {
+            let file = vfs
+                .open(&marker, OpenMode::Read)
+                .ctx("open snapshot marker", &marker)?;
+            let len = file
+                .len()
+                .ctx("stat snapshot marker", &marker)?
+                .min(64 * 1024);
+            let mut bytes = vec![0u8; len as usize];
+            file.read_exact_at(&mut bytes, 0)
+                .ctx("read snapshot marker", &marker)?;
+            let tmp = PathBuf::from(String::from_utf8_lossy(&bytes).into_owned());
+            let is_ours = tmp
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.') && n.ends_with(".deltasnap-tmp"));
+            if is_ours && vfs.exists(&tmp).ctx("stat", &tmp)? {
+                vfs.remove_dir_all(&tmp)
+                    .ctx("remove unfinished snapshot", &tmp)?;
+                if let Some(parent) = tmp.parent() {
+                    vfs.sync_dir(parent)
+                        .ctx("fsync snapshot target directory", parent)?;
+                }
+                tracing::info!(dir = %tmp.display(), "removed an unfinished snapshot");
+                removed.push(tmp);
+            }
+        }
+        vfs.remove_file(&marker)
+            .ctx("remove snapshot marker", &marker)?;
+    }
+    vfs.sync_dir(&markers)
+        .ctx("fsync snapshot markers", &markers)?;
+    Ok(removed)
+}
+
+impl Inner {
+    /// Requests the checkpoint that will carry the snapshot's cut. With a checkpointer thread it
+    /// is scheduled there; without one, a thread of ours runs it (returned, to be joined).
+    fn request_snapshot_checkpoint(self: &Arc<Self>) -> Result<Option<thread::JoinHandle<()>>> {
+        if self.config.background_checkpointer {
+            self.request_forced_checkpoint();
+            return Ok(None);
+        }
+        let inner = Arc::clone(self);
+        thread::Builder::new()
+            .name("deltasnap-snapshot-checkpoint".into())
+            .spawn(move || {
+                if let Err(error) = checkpoint::run(&inner, Trigger::Snapshot) {
+                    tracing::warn!(%error, "the snapshot's checkpoint failed");
+                }
+            })
+            .map(Some)
+            .map_err(|e| Error::io("spawn snapshot checkpoint thread", &self.dir, e))
+    }
+}

@@ -1,0 +1,53 @@
+//! Breaks if some interleaving of concurrent `append` + `sync` deadlocks the group commit, lets a
+//! `sync` return before an fsync covered its record, or loses the wakeup of a waiting caller.
+//! Runs only under `--cfg deltasnap_shuttle` (the log's locks are then shuttle's); file I/O is the
+//! real file system, which shuttle sees as plain, non-yielding calls.
+
+#![cfg(deltasnap_shuttle)]
+
+mod common;
+
+use common::*;
+use deltasnap::sync::{thread, Arc};
+
+const THREADS: usize = 3;
+const ROUNDS: usize = 2;
+
+fn scenario() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let fs = TestFs::new();
+    let (wal, _) = open(&fs, &dir, &small_config(1 << 20));
+    let wal = Arc::new(wal);
+    let segment = segment_paths(&dir).pop().unwrap();
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let wal = Arc::clone(&wal);
+            let fs = fs.clone();
+            let segment = segment.clone();
+            thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    let record = record((t * ROUNDS + round) as u64);
+                    let end = wal.append(&record).unwrap() + record.encoded_len() as u64;
+                    assert!(wal.sync().unwrap() >= end);
+                    assert!(fs.durable_len(&segment) >= file_offset(0, end));
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    assert_eq!(wal.durable_lsn(), wal.end_lsn());
+    assert_eq!(replay_all(&wal, 0).len(), THREADS * ROUNDS);
+}
+
+#[test]
+fn group_commit_random_schedules() {
+    shuttle::check_random(scenario, 300);
+}
+
+#[test]
+fn group_commit_pct_schedules() {
+    shuttle::check_pct(scenario, 300, 3);
+}
