@@ -345,10 +345,10 @@ impl ClusterActor {
         else {
             unreachable!()
         };
-        let mut disk = match disk {
+        let disk = match disk {
             Some(ClusterStorage::Coordinator(disk)) => {
                 let mut disk = disk.clone();
-                disk.restarts += 1;
+                disk.restarts = disk.restarts.saturating_add(1);
                 disk
             }
             _ => CoordinatorDisk {
@@ -357,7 +357,6 @@ impl ClusterActor {
                 restarts: 0,
             },
         };
-        disk.restarts = disk.restarts.min(u8::MAX);
         o.save(ClusterStorage::Coordinator(disk.clone()));
         let mut state = CoordinatorState {
             disk,

@@ -8,14 +8,14 @@
 //!    `Recheck`: (after a SeqCst fence) re-load the current epoch; if it moved, the cut may already
 //!    have drained `E` without seeing this writer, so leave `E` and retry. Without this step a
 //!    writer that loaded `E` before the cut and registered after the drain writes in a closed epoch.
-//! 2.–4. `Write`: latch the page; if its latest image belongs to an epoch newer than `E`, unlatch,
-//!    leave and retry in the current epoch; else, if the latest image belongs to the epoch whose
-//!    checkpoint is running, that checkpoint has not written the page yet and this writer is in a
-//!    newer epoch, keep the image as the page's checkpoint image; append redo, publish the new
-//!    image tagged `E`, mark the page dirty in `E`, unlatch. This is one step: everything it reads
-//!    or writes about the page is guarded by the page latch, which the checkpointer also takes to
-//!    take an image (see *Assumptions*).
-//! 5. `Leave`: leave `E`; the receipt `{epoch: E}` is returned.
+//! 2. (steps 2–4) `Write`: latch the page; if its latest image belongs to an epoch newer than
+//!    `E`, unlatch, leave and retry in the current epoch; else, if the latest image belongs to the
+//!    epoch whose checkpoint is running, that checkpoint has not written the page yet and this
+//!    writer is in a newer epoch, keep the image as the page's checkpoint image; append redo,
+//!    publish the new image tagged `E`, mark the page dirty in `E`, unlatch. This is one step:
+//!    everything it reads or writes about the page is guarded by the page latch, which the
+//!    checkpointer also takes to take an image (see *Assumptions*).
+//! 3. (step 5) `Leave`: leave `E`; the receipt `{epoch: E}` is returned.
 //!
 //! The checkpointer runs `Cut` (publish `E+1`), `Drain` (enabled once no writer is active in `E`;
 //! freezes the dirty set of `E`), `WritePage` for each dirty page in index order (the kept

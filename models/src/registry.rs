@@ -130,13 +130,16 @@ impl Progress {
     }
 }
 
+/// Called with live numbers about once per `progress_interval` while a check runs.
+pub type ProgressCallback = Box<dyn FnMut(&Progress)>;
+
 pub struct CheckOptions {
     pub threads: usize,
     pub strategy: Strategy,
     /// Stop at the first counterexample instead of also looking for every `sometimes` example.
     pub stop_at_first_failure: bool,
     pub progress_interval: Duration,
-    pub progress: Option<Box<dyn FnMut(&Progress)>>,
+    pub progress: Option<ProgressCallback>,
 }
 
 impl Default for CheckOptions {
@@ -365,7 +368,8 @@ where
         .iter()
         .any(|p| p.expectation != Expectation::Sometimes && discoveries.contains_key(p.name));
     let all_discovered = properties.iter().all(|p| discoveries.contains_key(p.name));
-    let complete = !all_discovered && !(options.stop_at_first_failure && failure_found);
+    let stopped_at_failure = options.stop_at_first_failure && failure_found;
+    let complete = !(all_discovered || stopped_at_failure);
     let model = checker.model();
     let properties = model
         .properties()
