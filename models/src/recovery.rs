@@ -92,13 +92,16 @@ pub enum RecoveryBug {
     ControlBeforePageFsync,
     /// DESIGN §3 as written: pages are written without first making the log durable up to them.
     PagesBeforeLogSync,
+    /// Recovery does not mark the pages that replay changed as dirty.
+    ReplayedPagesClean,
 }
 
 impl RecoveryBug {
-    pub const ALL: [RecoveryBug; 3] = [
+    pub const ALL: [RecoveryBug; 4] = [
         RecoveryBug::PurgeBeforeControlDurable,
         RecoveryBug::ControlBeforePageFsync,
         RecoveryBug::PagesBeforeLogSync,
+        RecoveryBug::ReplayedPagesClean,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -106,6 +109,7 @@ impl RecoveryBug {
             RecoveryBug::PurgeBeforeControlDurable => "purge-before-control-durable",
             RecoveryBug::ControlBeforePageFsync => "control-before-page-fsync",
             RecoveryBug::PagesBeforeLogSync => "pages-before-log-sync",
+            RecoveryBug::ReplayedPagesClean => "replayed-pages-clean",
         }
     }
 
@@ -122,12 +126,20 @@ impl RecoveryBug {
                 "DESIGN §3 as written: the checkpoint writes pages whose redo is not durable yet \
                  (no write-ahead log sync)"
             }
+            RecoveryBug::ReplayedPagesClean => {
+                "recovery leaves the pages that replay changed clean: the next checkpoint moves the \
+                 replay-start past their redo without writing them"
+            }
         }
     }
 
     /// Bounds the bug needs to show (raised when it is seeded).
     pub fn needs(&self) -> &'static [(&'static str, usize)] {
-        &[]
+        match self {
+            // Recover, checkpoint, then crash again to lose the replayed write.
+            RecoveryBug::ReplayedPagesClean => &[("crashes", 2)],
+            _ => &[],
+        }
     }
 
     pub fn violates(&self) -> &'static str {
@@ -140,6 +152,7 @@ impl RecoveryBug {
     fn steps(&self) -> &'static [Step] {
         use Step::*;
         match self {
+            RecoveryBug::ReplayedPagesClean => CHECKPOINT_STEPS,
             RecoveryBug::PurgeBeforeControlDurable => &[
                 SyncLog,
                 WritePages,
@@ -582,12 +595,18 @@ impl Model for RecoveryModel {
                         state.log.truncate(writes);
                         state.log_end = writes as Lsn;
                         state.durable_end = writes as Lsn;
-                        state.dirty = pages
-                            .iter()
-                            .zip(&state.file)
-                            .enumerate()
-                            .filter(|(_, (page, file))| **page != file.durable)
-                            .fold(0, |mask, (i, _)| mask | (1 << i));
+                        // Pages that replay changed are newer than their file image: the next
+                        // checkpoint must write them, since its replay-start skips their redo.
+                        state.dirty = if self.bug == Some(RecoveryBug::ReplayedPagesClean) {
+                            0
+                        } else {
+                            pages
+                                .iter()
+                                .zip(&state.file)
+                                .enumerate()
+                                .filter(|(_, (page, file))| **page != file.durable)
+                                .fold(0, |mask, (i, _)| mask | (1 << i))
+                        };
                         state.pages = pages;
                         state.recovery = RecoveryOutcome::Prefix {
                             writes: writes as u8,

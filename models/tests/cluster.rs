@@ -3,7 +3,8 @@
 //! its seeded bugs.
 
 use deltasnap_models::cluster::{cluster_model, describe, ClusterBounds, ClusterBug};
-use stateright::{Checker, HasDiscoveries, Model};
+use deltasnap_models::registry::{check_model, CheckOptions, Verdict};
+use stateright::{Checker, Model};
 
 /// Pinned so that a silent change of the model shows (BFS, one thread).
 const UNIQUE_STATES_AT_DEFAULT_BOUNDS: usize = 91_647;
@@ -32,26 +33,30 @@ fn every_seeded_bug_is_found() {
             }
         }
         let model = cluster_model(bounds, Some(bug));
-        let checker = model
-            .clone()
-            .checker()
-            .finish_when(HasDiscoveries::AnyFailures)
-            .spawn_bfs()
-            .join();
-        let path = checker
-            .discovery(bug.violates())
-            .unwrap_or_else(|| panic!("seeded bug `{}` was not found", bug.name()));
-        let steps = path.into_vec();
+        let options = CheckOptions {
+            stop_at_first_failure: true,
+            ..CheckOptions::default()
+        };
+        let report = check_model(model, describe, options);
+        let property = report
+            .properties
+            .iter()
+            .find(|p| p.name == bug.violates())
+            .expect("the bug names one of the model's properties");
+        assert_eq!(
+            property.verdict,
+            Verdict::Violated,
+            "seeded bug `{}` was not found",
+            bug.name()
+        );
         println!(
             "{}: counterexample to \"{}\", {} steps",
             bug.name(),
             bug.violates(),
-            steps.len() - 1
+            property.trace.len()
         );
-        for (state, action) in &steps {
-            if let Some(action) = action {
-                println!("    {}", describe(&model, state, action));
-            }
+        for line in &property.trace {
+            println!("    {line}");
         }
     }
 }

@@ -2,7 +2,8 @@
 //! protocol of DESIGN §3 changed, or the model no longer refutes one of its seeded bugs.
 
 use deltasnap_models::cut::{describe, CutBounds, CutBug, CutModel};
-use stateright::{Checker, HasDiscoveries, Model};
+use deltasnap_models::registry::{check_model, CheckOptions, Verdict};
+use stateright::{Checker, Model};
 
 /// Pinned so that a silent change of the model shows (BFS, one thread).
 const UNIQUE_STATES_AT_DEFAULT_BOUNDS: usize = 202_547;
@@ -24,26 +25,66 @@ fn default_bounds_hold_and_state_count_is_pinned() {
 fn every_seeded_bug_is_found() {
     for bug in CutBug::ALL {
         let model = CutModel::new(CutBounds::default(), Some(bug));
-        let checker = model
-            .clone()
-            .checker()
-            .finish_when(HasDiscoveries::AnyFailures)
-            .spawn_bfs()
-            .join();
-        let path = checker
-            .discovery(bug.violates())
-            .unwrap_or_else(|| panic!("seeded bug `{}` was not found", bug.name()));
-        let steps = path.into_vec();
+        let options = CheckOptions {
+            stop_at_first_failure: true,
+            ..CheckOptions::default()
+        };
+        let report = check_model(model, describe, options);
+        let property = report
+            .properties
+            .iter()
+            .find(|p| p.name == bug.violates())
+            .expect("the bug names one of the model's properties");
+        assert_eq!(
+            property.verdict,
+            Verdict::Violated,
+            "seeded bug `{}` was not found",
+            bug.name()
+        );
         println!(
             "{}: counterexample to \"{}\", {} steps",
             bug.name(),
             bug.violates(),
-            steps.len() - 1
+            property.trace.len()
         );
-        for (state, action) in &steps {
-            if let Some(action) = action {
-                println!("    {}", describe(&model, state, action));
-            }
+        for line in &property.trace {
+            println!("    {line}");
         }
     }
+}
+
+/// An engine trace of the registration race (writer loads epoch 1, the cut publishes 2, the writer
+/// registers, re-checks, leaves 1 and retries in 2) is a behaviour of the model; without the
+/// re-check step it is not. This is the shape of the engine-trace validation of DESIGN §6.
+#[test]
+fn registration_race_trace_is_a_behaviour_only_with_the_recheck() {
+    use deltasnap_models::cut::CutAction::*;
+    use stateright::Path;
+
+    let trace = [
+        LoadEpoch { writer: 0, page: 0 },
+        Cut,
+        Register { writer: 0 },
+        Recheck { writer: 0 },
+        Drain,
+        Register { writer: 0 },
+        Recheck { writer: 0 },
+        Write { writer: 0 },
+        Leave { writer: 0 },
+        EndCheckpoint,
+    ];
+    let model = CutModel::new(CutBounds::default(), None);
+    let init = model.init_states().remove(0);
+    let path = Path::from_actions(&model, init, trace.iter()).expect("the trace is a behaviour");
+    let last = path.last_state();
+    assert_eq!(
+        last.writers[0].receipts,
+        vec![2],
+        "the write retried into epoch 2"
+    );
+    assert_eq!(last.last_ended, 1);
+
+    let without_recheck = CutModel::new(CutBounds::default(), Some(CutBug::RegisterWithoutRecheck));
+    let init = without_recheck.init_states().remove(0);
+    assert!(Path::from_actions(&without_recheck, init, trace.iter()).is_none());
 }

@@ -2,7 +2,8 @@
 //! ordering of DESIGN §2–3 changed, or the model no longer refutes one of its seeded bugs.
 
 use deltasnap_models::recovery::{describe, RecoveryBounds, RecoveryBug, RecoveryModel};
-use stateright::{Checker, HasDiscoveries, Model};
+use deltasnap_models::registry::{check_model, CheckOptions, Verdict};
+use stateright::{Checker, Model};
 
 /// Pinned so that a silent change of the model shows (BFS, one thread).
 const UNIQUE_STATES_AT_DEFAULT_BOUNDS: usize = 20_202;
@@ -23,27 +24,40 @@ fn default_bounds_hold_and_state_count_is_pinned() {
 #[test]
 fn every_seeded_bug_is_found() {
     for bug in RecoveryBug::ALL {
-        let model = RecoveryModel::new(RecoveryBounds::default(), Some(bug));
-        let checker = model
-            .clone()
-            .checker()
-            .finish_when(HasDiscoveries::AnyFailures)
-            .spawn_bfs()
-            .join();
-        let path = checker
-            .discovery(bug.violates())
-            .unwrap_or_else(|| panic!("seeded bug `{}` was not found", bug.name()));
-        let steps = path.into_vec();
+        let mut bounds = RecoveryBounds::default();
+        for (name, minimum) in bug.needs() {
+            match *name {
+                "crashes" => bounds.crashes = bounds.crashes.max(*minimum),
+                "writes" => bounds.writes = bounds.writes.max(*minimum),
+                "pages" => bounds.pages = bounds.pages.max(*minimum),
+                other => panic!("bug `{}` needs unknown bound `{other}`", bug.name()),
+            }
+        }
+        let model = RecoveryModel::new(bounds, Some(bug));
+        let options = CheckOptions {
+            stop_at_first_failure: true,
+            ..CheckOptions::default()
+        };
+        let report = check_model(model, describe, options);
+        let property = report
+            .properties
+            .iter()
+            .find(|p| p.name == bug.violates())
+            .expect("the bug names one of the model's properties");
+        assert_eq!(
+            property.verdict,
+            Verdict::Violated,
+            "seeded bug `{}` was not found",
+            bug.name()
+        );
         println!(
             "{}: counterexample to \"{}\", {} steps",
             bug.name(),
             bug.violates(),
-            steps.len() - 1
+            property.trace.len()
         );
-        for (state, action) in &steps {
-            if let Some(action) = action {
-                println!("    {}", describe(&model, state, action));
-            }
+        for line in &property.trace {
+            println!("    {line}");
         }
     }
 }
