@@ -523,8 +523,9 @@ impl Model for CutModel {
         ]
     }
 
-    fn format_action(&self, action: &CutAction) -> String {
-        format!("{action:?}")
+    /// The Explorer shows each step in the engine's words.
+    fn format_step(&self, last: &CutState, action: CutAction) -> Option<String> {
+        Some(describe(self, last, &action))
     }
 }
 

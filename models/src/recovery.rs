@@ -635,6 +635,11 @@ impl Model for RecoveryModel {
             }),
         ]
     }
+
+    /// The Explorer shows each step in the engine's words.
+    fn format_step(&self, last: &RecoveryState, action: RecoveryAction) -> Option<String> {
+        Some(describe(self, last, &action))
+    }
 }
 
 /// `action`, taken from `state`, in the engine's words.
