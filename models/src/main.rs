@@ -34,7 +34,7 @@ enum Command {
         /// Model name (see `list`).
         model: String,
         /// Override a bound: `--bound name=value` (repeatable).
-        #[arg(long = "bound", value_name = "NAME=VALUE", value_parser = parse_bound)]
+        #[arg(long = "bound", value_name = "NAME=VALUE", value_parser = parse_bound, num_args = 1..)]
         bounds: Vec<(String, usize)>,
         /// Seed a bug (see `list`); the check must then fail with a counterexample.
         #[arg(long)]
@@ -55,7 +55,7 @@ enum Command {
         model: String,
         #[arg(long, default_value_t = 3000)]
         port: u16,
-        #[arg(long = "bound", value_name = "NAME=VALUE", value_parser = parse_bound)]
+        #[arg(long = "bound", value_name = "NAME=VALUE", value_parser = parse_bound, num_args = 1..)]
         bounds: Vec<(String, usize)>,
         #[arg(long)]
         bug: Option<String>,
