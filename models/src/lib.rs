@@ -2,3 +2,15 @@
 //! `Action` enum named after the engine's nouns, `always` and `sometimes` properties, a catalogue
 //! of seeded bugs that the checker must find, and a test pinning the exact number of unique states
 //! at the default bounds.
+//!
+//! - [`cut`]: writers, the epoch cut and checkpoint images (K1, K2);
+//! - [`recovery`]: redo log, checkpoint durability steps, crash and recovery (R1, C3);
+//! - [`cluster`]: the two-phase cluster snapshot over a lossy network (stateright actors);
+//! - the snapshot protocol model (S1–S5) is added by the lead in `snapshot.rs`.
+//!
+//! [`registry`] lists them for the `deltasnap-models` binary.
+
+pub mod cluster;
+pub mod cut;
+pub mod recovery;
+pub mod registry;
