@@ -28,7 +28,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// List the models with their bounds (and defaults) and seeded bugs.
-    List,
+    List {
+        /// Print only the model names, one per line (for scripts).
+        #[arg(long)]
+        names: bool,
+    },
     /// Check a model exhaustively within its bounds.
     Check {
         /// Model name (see `list`).
@@ -89,8 +93,14 @@ fn find_model(name: &str) -> Result<Box<dyn ModelEntry>, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::List => {
-            list();
+        Command::List { names } => {
+            if names {
+                for model in registry::registry() {
+                    println!("{}", model.name());
+                }
+            } else {
+                list();
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {

@@ -100,6 +100,17 @@ fn steps(depth: Depth, root: &Path) -> Vec<Step> {
             )],
         },
         Step {
+            name: "stateright models at default bounds (every model; seeded bugs are in the tests)",
+            program: "sh",
+            args: vec![
+                "-c".to_string(),
+                "set -e; for model in $(cargo run --quiet --release -p deltasnap-models -- list --names); do \
+                 cargo run --quiet --release -p deltasnap-models -- check \"$model\"; done"
+                    .to_string(),
+            ],
+            env: vec![],
+        },
+        Step {
             name: "loom (epoch handshake, exhaustive within the preemption bound)",
             program: "cargo",
             args: cargo(&[
