@@ -6,23 +6,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::snapshot::protocol::DeltaPolicy;
 use crate::types::{Epoch, Lsn, PartitionId};
 
 pub const MANIFEST_FILE_NAME: &str = "manifest.json";
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 /// A manifest larger than this is refused before it is parsed.
 pub(crate) const MANIFEST_BYTES_MAX: u64 = 1 << 30;
-
-/// Which pages the write hook captures (DESIGN §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeltaPolicyName {
-    /// Ignite's rule: every page written during the cut checkpoint and every first overwrite after.
-    #[default]
-    Full,
-    /// Only the pages the copier could miss, given its announced window.
-    CursorAware,
-}
 
 /// One partition of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +43,7 @@ pub struct Manifest {
     /// The redo position of the cut (the cut checkpoint's replay-start LSN).
     pub cut_lsn: Lsn,
     pub page_size: u32,
-    pub delta_policy: DeltaPolicyName,
+    pub delta_policy: DeltaPolicy,
     /// Pages taken from delta files by the merge.
     pub delta_pages: u64,
     pub partitions: Vec<ManifestPartition>,
@@ -170,7 +160,7 @@ mod tests {
             cut_epoch: 3,
             cut_lsn: 99,
             page_size: 4096,
-            delta_policy: DeltaPolicyName::CursorAware,
+            delta_policy: DeltaPolicy::CursorAware,
             delta_pages: 2,
             partitions: vec![ManifestPartition {
                 id: 1,

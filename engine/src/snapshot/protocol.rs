@@ -89,7 +89,10 @@
 use std::fmt;
 
 /// Which pages the hook captures. Both produce the same merged snapshot; they differ in delta size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum DeltaPolicy {
     /// Ignite's rule: every page `S` writes, and every first overwrite after `S` until the copy is
     /// done.

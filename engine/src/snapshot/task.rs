@@ -31,8 +31,8 @@ use crate::format;
 use crate::jobs::{JobKind, JobStage};
 use crate::snapshot::delta::DeltaFile;
 use crate::snapshot::manifest::{
-    hex, partition_file_name, DeltaPolicyName, Manifest, ManifestMetadata, ManifestPartition,
-    MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION,
+    hex, partition_file_name, Manifest, ManifestMetadata, ManifestPartition, MANIFEST_FILE_NAME,
+    MANIFEST_FORMAT_VERSION,
 };
 use crate::snapshot::protocol::{Capture, DeltaPolicy, PartitionSnapshot};
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -698,10 +698,7 @@ impl Task {
             cut_epoch: cut.epoch,
             cut_lsn: cut.lsn,
             page_size: self.shared.page_size,
-            delta_policy: match self.options.delta_policy {
-                DeltaPolicy::Full => DeltaPolicyName::Full,
-                DeltaPolicy::CursorAware => DeltaPolicyName::CursorAware,
-            },
+            delta_policy: self.options.delta_policy,
             delta_pages,
             partitions,
             metadata: cut
