@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use deltasnap::format::{payload_size, seal_page, verify_page};
 use deltasnap::snapshot::manifest::{
-    partition_file_name, DeltaPolicyName, ManifestMetadata, ManifestPartition, MANIFEST_FILE_NAME,
+    partition_file_name, ManifestMetadata, ManifestPartition, MANIFEST_FILE_NAME,
 };
 use deltasnap::{Config, Engine, Manifest, PageId, PartitionId};
 
@@ -181,7 +181,7 @@ fn write_snapshot(dir: &Path, pages: u32) {
         cut_epoch: 5,
         cut_lsn: 0,
         page_size: page_size as u32,
-        delta_policy: DeltaPolicyName::Full,
+        delta_policy: deltasnap::DeltaPolicy::Full,
         delta_pages: 1,
         partitions: vec![ManifestPartition {
             id: 2,
