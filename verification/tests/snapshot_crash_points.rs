@@ -105,7 +105,12 @@ fn run(crash_at: Option<u64>) -> Run {
             // the temporary directory would vanish by itself in the crash. Make it durable, so
             // that the marker-driven cleanup at open has something to remove.
             let tmp = tmp_dir(SNAPSHOT_NAME);
-            for dir in [target_dir(), tmp.clone(), tmp.join("partitions"), tmp.join("deltas")] {
+            for dir in [
+                target_dir(),
+                tmp.clone(),
+                tmp.join("partitions"),
+                tmp.join("deltas"),
+            ] {
                 let _ = sim.sync_dir(&dir);
             }
             let odd = all.iter().copied().filter(|p| p.index % 2 == 1);
@@ -126,7 +131,9 @@ fn run(crash_at: Option<u64>) -> Run {
     };
     let last = sim.op_count();
     if crash_at.is_none() {
-        let manifest = result.as_ref().expect("the snapshot publishes without a crash");
+        let manifest = result
+            .as_ref()
+            .expect("the snapshot publishes without a crash");
         assert!(manifest.delta_pages > 0, "the hook captured nothing");
     }
     if let Some(crash_at) = crash_at {
@@ -158,7 +165,9 @@ struct Tally {
 /// Crashes `run` at `crash_at` with `seed`, reopens, and checks the module doc's properties.
 fn crash_and_check(crash_at: u64, seed: u64, tally: &mut Tally) -> Result<(), String> {
     let run = run(Some(crash_at));
-    let fail = |what: String| format!("crash at op {crash_at} seed {seed}: {what} (replay with DELTASNAP_CRASH_POINT={crash_at}:{seed})");
+    let fail = |what: String| {
+        format!("crash at op {crash_at} seed {seed}: {what} (replay with DELTASNAP_CRASH_POINT={crash_at}:{seed})")
+    };
     run.sim.crash(seed);
     let vfs: Arc<dyn Vfs> = Arc::new(run.sim.clone());
     let engine = Engine::open_on(Arc::clone(&vfs), store_dir(), config(PAGE_SIZE))

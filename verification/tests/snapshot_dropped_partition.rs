@@ -34,14 +34,24 @@ fn a_partition_dropped_during_a_snapshot_is_in_it_and_deleted_after_it() {
         fixture.write_pages(|page| page.partition != dropped, round);
         let outcome = fixture.engine.checkpoint().unwrap();
         assert!(outcome.epoch.is_some());
-        assert!(fixture.exists(&file), "checkpoint {round} deleted a held partition file");
+        assert!(
+            fixture.exists(&file),
+            "checkpoint {round} deleted a held partition file"
+        );
     }
-    assert!(!fixture.engine.partitions().iter().any(|(id, _)| *id == dropped));
+    assert!(!fixture
+        .engine
+        .partitions()
+        .iter()
+        .any(|(id, _)| *id == dropped));
 
     copier.open();
     let manifest = snapshot.wait().unwrap();
     assert!(
-        manifest.partitions.iter().any(|p| p.id == dropped.0 && p.page_count == 12),
+        manifest
+            .partitions
+            .iter()
+            .any(|p| p.id == dropped.0 && p.page_count == 12),
         "the snapshot holds the partition as of its cut: {:?}",
         manifest.partition_ids()
     );
@@ -50,7 +60,10 @@ fn a_partition_dropped_during_a_snapshot_is_in_it_and_deleted_after_it() {
     // Released: the next checkpoint that runs deletes the file.
     fixture.write_pages(|page| page.partition == PartitionId(0), 6);
     fixture.engine.checkpoint().unwrap();
-    assert!(!fixture.exists(&file), "the dropped partition's file outlived the snapshot");
+    assert!(
+        !fixture.exists(&file),
+        "the dropped partition's file outlived the snapshot"
+    );
 
     // And the store reopens without it.
     fixture.engine.close().unwrap();
@@ -60,6 +73,9 @@ fn a_partition_dropped_during_a_snapshot_is_in_it_and_deleted_after_it() {
         config(fixture.page_size),
     )
     .unwrap();
-    let expected = fixture.history.state_at_cut(None).without_partition(dropped);
+    let expected = fixture
+        .history
+        .state_at_cut(None)
+        .without_partition(dropped);
     assert!(State::read(&engine) == expected);
 }

@@ -28,7 +28,10 @@ fn enospc_on_an_old_image_capture_after_the_cut_fails_only_the_snapshot() {
         op.kind == FaultKind::Write && op.path_contains("/deltas/")
     });
     fixture.write_pages(|page| page.index % 2 == 1, 3);
-    let outcome = fixture.engine.checkpoint().expect("the checkpoint is not failed by the hook");
+    let outcome = fixture
+        .engine
+        .checkpoint()
+        .expect("the checkpoint is not failed by the hook");
     assert!(outcome.epoch.is_some_and(|epoch| epoch > cut));
     copier.open();
     let result = snapshot.wait();

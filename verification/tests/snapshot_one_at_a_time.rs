@@ -28,9 +28,15 @@ fn a_second_snapshot_while_one_runs_is_refused_and_works_after_it_ended() {
             .engine
             .snapshot(SnapshotOptions::new(target_dir(), name))
             .expect_err("a second snapshot while one runs");
-        assert!(is_snapshot_running(&error, SNAPSHOT_NAME), "{name}: {error}");
+        assert!(
+            is_snapshot_running(&error, SNAPSHOT_NAME),
+            "{name}: {error}"
+        );
     }
-    assert!(!first.is_finished(), "the refusal did not disturb the first");
+    assert!(
+        !first.is_finished(),
+        "the refusal did not disturb the first"
+    );
 
     copier.open();
     let manifest = first.wait().unwrap();

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use deltasnap::vfs::{SimFs, Vfs};
 use deltasnap::{
-    CheckpointCut, CheckpointListener, Config, Engine, Epoch, Error, JobKind, JobStage,
-    Manifest, PageId, PartitionId, SnapshotOptions, WriteGuard, WriteReceipt,
+    CheckpointCut, CheckpointListener, Config, Engine, Epoch, Error, JobKind, JobStage, Manifest,
+    PageId, PartitionId, SnapshotOptions, WriteGuard, WriteReceipt,
 };
 
 use deltasnap::snapshot::CopyGate;
@@ -72,7 +72,11 @@ impl State {
         if pages != others {
             return format!("pages {pages:?} vs {others:?}");
         }
-        match self.pages.iter().find(|(page, bytes)| other.pages[*page] != **bytes) {
+        match self
+            .pages
+            .iter()
+            .find(|(page, bytes)| other.pages[*page] != **bytes)
+        {
             Some((page, _)) => format!("page {page}"),
             None => "no difference".into(),
         }
@@ -349,7 +353,10 @@ impl Fixture {
             history,
             page_size,
         };
-        fixture.history.put(&fixture.engine, b"schema", b"v1").unwrap();
+        fixture
+            .history
+            .put(&fixture.engine, b"schema", b"v1")
+            .unwrap();
         fixture.write_pages(|_| true, 1);
         fixture.engine.checkpoint().unwrap();
         fixture.write_pages(|page| page.index % 2 == 0, 2);
@@ -411,13 +418,19 @@ impl Fixture {
         causes: &[&str],
     ) {
         let error = match result {
-            Ok(manifest) => panic!("the snapshot must fail, it published cut {}", manifest.cut_epoch),
+            Ok(manifest) => panic!(
+                "the snapshot must fail, it published cut {}",
+                manifest.cut_epoch
+            ),
             Err(error) => error,
         };
         let text = error.to_string();
         eprintln!("the snapshot failed as expected: {text}");
         for cause in causes {
-            assert!(text.contains(cause), "error {text:?} does not name {cause:?}");
+            assert!(
+                text.contains(cause),
+                "error {text:?} does not name {cause:?}"
+            );
         }
         let fired = self.fs.fired();
         assert_eq!(fired.len(), faults_expected, "faults fired: {fired:?}");
@@ -425,8 +438,7 @@ impl Fixture {
             .engine
             .jobs()
             .into_iter()
-            .filter(|job| job.kind == JobKind::Snapshot)
-            .next_back()
+            .rfind(|job| job.kind == JobKind::Snapshot)
             .expect("the snapshot is a job");
         assert_eq!(job.stage, JobStage::Failed, "{job:?}");
         assert!(
@@ -439,9 +451,17 @@ impl Fixture {
             tmp_dir(SNAPSHOT_NAME),
             marker(SNAPSHOT_NAME),
         ] {
-            assert!(!self.exists(&path), "{} is left after the failure", path.display());
+            assert!(
+                !self.exists(&path),
+                "{} is left after the failure",
+                path.display()
+            );
         }
-        assert_eq!(self.engine.poisoned(), None, "a snapshot failure poisons nothing");
+        assert_eq!(
+            self.engine.poisoned(),
+            None,
+            "a snapshot failure poisons nothing"
+        );
 
         // Writers and checkpoints go on.
         for round in 20..23 {
@@ -470,10 +490,17 @@ impl Fixture {
             Engine::open_on(Arc::new(sim.clone()), store_dir(), config(self.page_size)).unwrap()
         };
         let engine = reopen(&self.sim);
-        assert!(engine.recovery_report().unfinished_snapshots_removed.is_empty());
+        assert!(engine
+            .recovery_report()
+            .unfinished_snapshots_removed
+            .is_empty());
         let expected = self.history.state_at_cut(None);
         let found = State::read(&engine);
-        assert!(found == expected, "after reopen: {}", found.first_difference(&expected));
+        assert!(
+            found == expected,
+            "after reopen: {}",
+            found.first_difference(&expected)
+        );
 
         // ... and a power cut (nothing the failed snapshot did undermines durability).
         for page in self.history.pages() {
@@ -485,7 +512,11 @@ impl Fixture {
         let engine = reopen(&self.sim);
         let expected = self.history.state_at_cut(None);
         let found = State::read(&engine);
-        assert!(found == expected, "after a crash: {}", found.first_difference(&expected));
+        assert!(
+            found == expected,
+            "after a crash: {}",
+            found.first_difference(&expected)
+        );
         drop(engine);
     }
 }
