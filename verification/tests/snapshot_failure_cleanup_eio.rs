@@ -14,7 +14,6 @@ use deltasnap::Engine;
 use support::{config, marker, store_dir, tmp_dir, Fixture, SNAPSHOT_NAME};
 
 #[test]
-#[ignore = "engine bug: task.rs Task::run removes the marker even when removing the temp dir failed, orphaning the temp dir"]
 fn a_temp_dir_left_by_a_failed_cleanup_is_removed_at_the_next_open() {
     let fixture = Fixture::new();
     // The snapshot fails in the merge, then its cleanup fails to remove the temporary directory.

@@ -33,7 +33,6 @@ fn eio_renaming_to_the_final_name_fails_only_the_snapshot() {
 /// The last step of the publish fails after the rename: `wait` reports the failure, so the final
 /// name must not stay behind (its durability is unknown, and it blocks a retry of that name).
 #[test]
-#[ignore = "engine bug: task.rs publish() leaves <target>/<name> in place when the fsync of <target> after the rename fails"]
 fn eio_syncing_the_target_directory_after_the_rename_fails_only_the_snapshot() {
     let fixture = Fixture::new();
     fixture.fs.fail_nth(0, FaultError::Eio, |op| {

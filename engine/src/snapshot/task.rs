@@ -125,6 +125,9 @@ struct CutInfo {
 
 #[derive(Default)]
 struct TaskState {
+    /// The task has ended (published, failed or cancelled): a checkpoint that copied its listener
+    /// list earlier may still call the hook; it must find nothing to do.
+    ended: bool,
     cut: Option<CutInfo>,
     checkpoint_ended: bool,
     failure: Option<String>,
@@ -211,8 +214,16 @@ impl Drop for HookCall {
 impl CheckpointListener for SnapshotListener {
     fn on_checkpoint_begin(&self, cut: &CheckpointCut) {
         let shared = &self.0;
-        if shared.state.lock().cut.is_some() {
-            return; // a later checkpoint: the snapshot's cut is fixed already
+        // Held through the install, so that the task cannot end (and remove the temporary
+        // directory) while hooks are being installed into it.
+        let mut task_state = shared.state.lock();
+        if task_state.cut.is_some()
+            || task_state.ended
+            || task_state.failure.is_some()
+            || task_state.cancelled
+            || shared.cancel_requested.load(Ordering::Acquire)
+        {
+            return; // a later checkpoint (the cut is fixed already), or the task is over
         }
         let install = || -> Result<BTreeMap<PartitionId, Arc<PartitionHook>>> {
             let mut hooks = BTreeMap::new();
@@ -267,13 +278,12 @@ impl CheckpointListener for SnapshotListener {
                 *shared.hooks.write() = hooks;
                 shared.bytes_total.store(total, Ordering::Release);
                 shared.cut_epoch.store(cut.epoch, Ordering::Release);
-                let mut state = shared.state.lock();
-                state.cut = Some(CutInfo {
+                task_state.cut = Some(CutInfo {
                     epoch: cut.epoch,
                     lsn: cut.replay_start_lsn,
                     metadata: cut.metadata.clone(),
                 });
-                drop(state);
+                drop(task_state);
                 tracing::info!(
                     epoch = cut.epoch,
                     partitions = cut.partitions.len(),
@@ -282,11 +292,12 @@ impl CheckpointListener for SnapshotListener {
             }
             Err(error) => {
                 // No hook was installed: the snapshot fails, the checkpoint goes on untouched.
-                shared.state.lock().cut = Some(CutInfo {
+                task_state.cut = Some(CutInfo {
                     epoch: cut.epoch,
                     lsn: cut.replay_start_lsn,
                     metadata: BTreeMap::new(),
                 });
+                drop(task_state);
                 shared.fail(format!(
                     "installing the snapshot hooks at the cut failed: {error}"
                 ));
@@ -414,7 +425,6 @@ impl SnapshotHandle {
         self.shared.cancel_requested.store(true, Ordering::Release);
         self.shared.close_all_hooks();
         self.shared.state_changed.notify_all();
-        let _ = &self.inner;
     }
 
     /// Whether the snapshot has ended (published, failed or cancelled).
@@ -590,26 +600,32 @@ impl Task {
     fn run(mut self) -> Result<Manifest> {
         let started = Instant::now();
         let result = self.make();
-        // Whatever happened: no more hook calls, no more holds.
+        // Whatever happened: no more hook installs or calls, no more holds.
+        self.shared.state.lock().ended = true;
         self.shared.close_all_hooks();
         self.inner.remove_listener(self.listener_id);
         let held: Vec<PartitionId> = self.shared.hooks.read().keys().copied().collect();
         self.inner.release_partitions(&held);
         let vfs = &self.shared.vfs;
+        let mut tmp_gone = true;
         if result.is_err() && vfs.exists(&self.tmp_dir).unwrap_or(true) {
             if let Err(error) = vfs.remove_dir_all(&self.tmp_dir) {
+                tmp_gone = false;
                 tracing::warn!(dir = %self.tmp_dir.display(), %error, "could not remove the snapshot's temporary directory; the next open removes it");
             }
         }
-        let marker = marker_path(&self.inner, &self.options.name);
-        let marker_removed = vfs
-            .remove_file(&marker)
-            .and_then(|_| vfs.sync_dir(marker.parent().expect("in the store")));
-        if let Err(error) = marker_removed {
-            tracing::warn!(marker = %marker.display(), %error, "could not remove the snapshot marker; the next open removes it");
+        // The marker is what lets the next open remove the temporary directory: keep it until
+        // the directory is gone.
+        if tmp_gone {
+            let marker = marker_path(&self.inner, &self.options.name);
+            let marker_removed = vfs
+                .remove_file(&marker)
+                .and_then(|_| vfs.sync_dir(marker.parent().expect("in the store")));
+            if let Err(error) = marker_removed {
+                tracing::warn!(marker = %marker.display(), %error, "could not remove the snapshot marker; the next open removes it");
+            }
         }
         self.claim.take();
-        self.shared.finished.store(true, Ordering::Release);
         let duration = started.elapsed();
         match &result {
             Ok(manifest) => {
@@ -625,6 +641,7 @@ impl Task {
                 metrics::counter!("deltasnap_snapshots_failed_total").increment(1);
             }
         }
+        self.shared.finished.store(true, Ordering::Release);
         result
     }
 
@@ -903,8 +920,19 @@ impl Task {
         self.shared.check()?;
         vfs.rename(tmp, &self.final_dir)
             .ctx("publish snapshot", &self.final_dir)?;
-        vfs.sync_dir(&self.options.target_dir)
-            .ctx("fsync snapshot target directory", &self.options.target_dir)?;
+        if let Err(error) = vfs.sync_dir(&self.options.target_dir) {
+            // The rename's durability is unknown: take the snapshot back rather than leave a
+            // name that may vanish at a crash (and that blocks a retry under the same name).
+            if let Err(undo) = vfs.remove_dir_all(&self.final_dir) {
+                tracing::warn!(dir = %self.final_dir.display(), %undo, "could not take back a snapshot whose publish failed");
+            }
+            let _ = vfs.sync_dir(&self.options.target_dir);
+            return Err(Error::io(
+                "fsync snapshot target directory",
+                &self.options.target_dir,
+                error,
+            ));
+        }
         Ok(())
     }
 }
