@@ -149,32 +149,32 @@ fn fill_partitions(
 /// Where the load is relative to the snapshot, as the writers see it: every write is counted and
 /// timed under the phase it started in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoadPhase {
+pub enum SnapshotPhase {
     /// From the start of the load until the snapshot is requested.
-    BeforeSnapshot,
+    Before,
     /// From the request until the snapshot is published (or failed).
-    DuringSnapshot,
+    During,
     /// From then until the writers stop.
-    AfterSnapshot,
+    After,
 }
 
-impl LoadPhase {
-    pub const ALL: [LoadPhase; 3] = [
-        LoadPhase::BeforeSnapshot,
-        LoadPhase::DuringSnapshot,
-        LoadPhase::AfterSnapshot,
+impl SnapshotPhase {
+    pub const ALL: [SnapshotPhase; 3] = [
+        SnapshotPhase::Before,
+        SnapshotPhase::During,
+        SnapshotPhase::After,
     ];
 
     fn index(self) -> usize {
         self as usize
     }
 
-    fn from_index(index: u8) -> LoadPhase {
-        LoadPhase::ALL[index as usize]
+    fn from_index(index: u8) -> SnapshotPhase {
+        SnapshotPhase::ALL[index as usize]
     }
 }
 
-/// What the writers did in one [`LoadPhase`].
+/// What the writers did in one [`SnapshotPhase`].
 #[derive(Debug)]
 pub struct PhaseOutcome {
     /// How long the phase lasted (zero if the load never reached it).
@@ -219,7 +219,7 @@ pub struct LoadOutcome {
     pub writes: u64,
     /// Latency of every write, in nanoseconds.
     pub latency_ns: Histogram<u64>,
-    /// The writes of each [`LoadPhase`], by `LoadPhase as usize`.
+    /// The writes of each [`SnapshotPhase`], by `SnapshotPhase as usize`.
     pub phases: [PhaseOutcome; 3],
     /// Writes whose receipt had an older epoch than the same writer's previous write (K1 broken).
     pub epoch_regressions: u64,
@@ -230,7 +230,7 @@ pub struct LoadOutcome {
 }
 
 impl LoadOutcome {
-    pub fn phase(&self, phase: LoadPhase) -> &PhaseOutcome {
+    pub fn phase(&self, phase: SnapshotPhase) -> &PhaseOutcome {
         &self.phases[phase.index()]
     }
 }
@@ -241,7 +241,7 @@ pub struct Running<'a> {
     started: Instant,
     writes: &'a AtomicU64,
     stop: &'a AtomicBool,
-    /// The current [`LoadPhase`], read by the writers before every write.
+    /// The current [`SnapshotPhase`], read by the writers before every write.
     phase: AtomicU8,
     /// When each phase began, from the start of the load.
     phase_started: Mutex<[Option<Duration>; 3]>,
@@ -266,12 +266,12 @@ impl Running<'_> {
 
     /// Moves the writers to `phase` (phases only go forward): writes that start from now on are
     /// counted under it.
-    pub fn enter(&self, phase: LoadPhase) {
+    pub fn enter(&self, phase: SnapshotPhase) {
         let previous = self.phase.swap(phase as u8, Ordering::Relaxed);
         assert!(
             previous <= phase as u8,
             "load phases go forward, not from {:?} to {phase:?}",
-            LoadPhase::from_index(previous)
+            SnapshotPhase::from_index(previous)
         );
         let mut started = self
             .phase_started
@@ -280,8 +280,8 @@ impl Running<'_> {
         started[phase.index()].get_or_insert(self.elapsed());
     }
 
-    fn phase(&self) -> LoadPhase {
-        LoadPhase::from_index(self.phase.load(Ordering::Relaxed))
+    fn phase(&self) -> SnapshotPhase {
+        SnapshotPhase::from_index(self.phase.load(Ordering::Relaxed))
     }
 
     /// Shows `bar` below the load's own bar (two bars drawn independently would overwrite each
@@ -318,7 +318,7 @@ struct WriterOutcome {
 /// Phase (b): `plan.writers` threads write random pages for `plan.load_duration()` while the
 /// background checkpointer runs; a monitor thread shows writes/s and checkpoints live. `during`
 /// runs on the calling thread while the writers write (the snapshot phase's hook, which moves the
-/// writers through the [`LoadPhase`]s); the writers stop when both the time is up and `during`
+/// writers through the [`SnapshotPhase`]s); the writers stop when both the time is up and `during`
 /// returned.
 pub fn load<T>(
     engine: &Engine,
@@ -339,7 +339,7 @@ pub fn load<T>(
         started: Instant::now(),
         writes: &writes,
         stop: &stop,
-        phase: AtomicU8::new(LoadPhase::BeforeSnapshot as u8),
+        phase: AtomicU8::new(SnapshotPhase::Before as u8),
         phase_started: Mutex::new([Some(Duration::ZERO), None, None]),
         bars: &bars,
     };

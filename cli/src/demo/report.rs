@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::phases::{
-    BuildOutcome, LoadOutcome, LoadPhase, Mismatch, PhaseOutcome, ReopenOutcome, VerifyOutcome,
+    BuildOutcome, LoadOutcome, Mismatch, PhaseOutcome, ReopenOutcome, SnapshotPhase, VerifyOutcome,
 };
 use super::reference::Reference;
 use super::snapshot::{Checked, Taken};
@@ -363,9 +363,9 @@ impl DemoReport {
                 writes_per_second: per_second(load.writes as f64, load.duration),
                 write_bytes: plan.write_bytes,
                 latency_ns: Latency::new(&load.latency_ns),
-                before_snapshot: PhaseSection::new(load.phase(LoadPhase::BeforeSnapshot)),
-                during_snapshot: PhaseSection::new(load.phase(LoadPhase::DuringSnapshot)),
-                after_snapshot: PhaseSection::new(load.phase(LoadPhase::AfterSnapshot)),
+                before_snapshot: PhaseSection::new(load.phase(SnapshotPhase::Before)),
+                during_snapshot: PhaseSection::new(load.phase(SnapshotPhase::During)),
+                after_snapshot: PhaseSection::new(load.phase(SnapshotPhase::After)),
                 memory_resident_bytes: load.memory_at_end.0,
                 memory_dirty_bytes: load.memory_at_end.1,
             },

@@ -2,10 +2,10 @@
 //! state at its cut (S1: the restored snapshot equals the engine state at the cut).
 //!
 //! 1. [`take`] runs as the load's `during` callback. The writers write alone for the first third
-//!    of the load ([`LoadPhase::BeforeSnapshot`]); then the snapshot is requested
-//!    ([`LoadPhase::DuringSnapshot`]) into `<store>/snapshots/<name>`, and as soon as its cut epoch
+//!    of the load ([`SnapshotPhase::Before`]); then the snapshot is requested
+//!    ([`SnapshotPhase::During`]) into `<store>/snapshots/<name>`, and as soon as its cut epoch
 //!    `S` shows, the reference is pinned at `S`; once it is published the writers go on
-//!    ([`LoadPhase::AfterSnapshot`]) until the load's time is up, and at least a sixth of it, so
+//!    ([`SnapshotPhase::After`]) until the load's time is up, and at least a sixth of it, so
 //!    that the checkpoints after `S` overwrite what the snapshot holds.
 //! 2. [`check`], after the load (every write recorded, late ones included): `verify_snapshot`,
 //!    `restore` into `<store>/restored`, open it, and compare every page with
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use deltasnap::{Config, Engine, SnapshotOptions};
 
-use super::phases::{self, LoadPhase, Running, VerifyOutcome};
+use super::phases::{self, Running, SnapshotPhase, VerifyOutcome};
 use super::reference::Reference;
 use super::Plan;
 use crate::failure::{Context, Failure, Result};
@@ -72,7 +72,7 @@ pub fn take(
             "the writers stopped before the snapshot",
         ));
     }
-    running.enter(LoadPhase::DuringSnapshot);
+    running.enter(SnapshotPhase::During);
     let requested_at = running.elapsed();
     let requested = Instant::now();
     let mut options = SnapshotOptions::new(target_dir, SNAPSHOT_NAME);
@@ -87,7 +87,7 @@ pub fn take(
         reference.pin(epoch)
     });
     bar.finish_and_clear();
-    running.enter(LoadPhase::AfterSnapshot);
+    running.enter(SnapshotPhase::After);
     let followed = followed?;
     // The writers go on; if they stopped already, the load reports why.
     wait_for_load(running, load.max(running.elapsed() + load / 6));
@@ -206,4 +206,95 @@ pub fn check(
         .close()
         .context(|| format!("demo: close the restored store {}", restored_dir.display()))?;
     Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{Cli, Command};
+    use crate::content::{self, Version};
+    use clap::Parser;
+    use deltasnap::{Lsn, WriteReceipt};
+    use indicatif::ProgressBar;
+
+    fn small_plan() -> Plan {
+        let cli = Cli::try_parse_from([
+            "deltasnap",
+            "demo",
+            "--size",
+            "64KiB",
+            "--partitions",
+            "2",
+            "--writers",
+            "1",
+            "--seed",
+            "1",
+        ])
+        .unwrap();
+        let Command::Demo(args) = cli.command else {
+            panic!("not demo")
+        };
+        Plan::from_args(&args).unwrap()
+    }
+
+    /// A load write of `version` to the page at `slot`, recorded in the reference.
+    fn write(engine: &Engine, plan: &Plan, reference: &Reference, slot: usize, version: Version) {
+        let page = plan.layout.page(slot);
+        let mut bytes = vec![0u8; plan.write_bytes];
+        content::fill(page, version, &mut bytes);
+        let receipt = engine.write(page, 0, &bytes).unwrap();
+        reference.record(slot, receipt, version);
+    }
+
+    /// The check passes on a snapshot restored to its cut, and (the broken variant) fails when the
+    /// reference holds a write of the cut that the snapshot does not.
+    #[test]
+    fn the_cut_check_passes_on_the_cut_and_fails_on_a_missing_write() {
+        let root = tempfile::tempdir().unwrap();
+        let plan = small_plan();
+        let reference = Reference::new(plan.pages);
+        let config = Config {
+            background_checkpointer: false,
+            ..plan.config.clone()
+        };
+        let engine = Engine::open(root.path().join("store"), config).unwrap();
+        phases::build(&engine, &plan, &reference).unwrap();
+        write(&engine, &plan, &reference, 0, Version::new(0, 0));
+        let requested = Instant::now();
+        let snapshots = root.path().join("snapshots");
+        let handle = engine
+            .snapshot(SnapshotOptions::new(&snapshots, "test"))
+            .unwrap();
+        let followed = follow(handle, requested, &ProgressBar::hidden(), "test", |epoch| {
+            reference.pin(epoch)
+        })
+        .unwrap();
+        write(&engine, &plan, &reference, 0, Version::new(0, 1)); // after the cut
+        engine.close().unwrap();
+        let cut_epoch = followed.manifest.cut_epoch;
+        let taken = Taken {
+            dir: snapshots.join("test"),
+            requested_at: Duration::ZERO,
+            followed,
+        };
+
+        let checked = check(&plan, &taken, &reference, &root.path().join("restored")).unwrap();
+        assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+        assert_eq!(checked.verify_problem_count, 0);
+        let pages = checked.pages.unwrap();
+        assert_eq!(
+            (pages.pages_checked, pages.mismatches),
+            (plan.pages as u64, 0)
+        );
+
+        let claimed = WriteReceipt {
+            lsn: Lsn::MAX,
+            epoch: cut_epoch,
+        };
+        reference.record(1, claimed, Version::new(0, 2));
+        let checked = check(&plan, &taken, &reference, &root.path().join("again")).unwrap();
+        let pages = checked.pages.unwrap();
+        assert_eq!(pages.mismatches, 1);
+        assert_eq!(pages.examples[0].page, plan.layout.page(1).to_string());
+    }
 }
