@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::units::parse_size;
 
@@ -20,9 +20,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Build a store, write to it from several threads while the checkpointer runs, reopen it
-    /// and check every page against what the writers wrote.
+    /// Build a store, write to it from several threads while the checkpointer runs, take a
+    /// snapshot under that load, restore it and check it against the state at its cut, reopen
+    /// the store and check every page against what the writers wrote.
     Demo(DemoArgs),
+    /// Take an online snapshot of a store into TARGET_DIR/NAME.
+    Snapshot(SnapshotArgs),
     /// Describe a snapshot (a directory with manifest.json) or a store.
     Inspect(InspectArgs),
     /// Recheck every page of a snapshot against its manifest; exit 1 on any problem.
@@ -78,6 +81,45 @@ pub struct DemoArgs {
     /// run can be repeated).
     #[arg(long)]
     pub seed: Option<u64>,
+
+    /// Which pages the snapshot's write hook captures into the delta.
+    #[arg(long, value_enum, default_value_t = DeltaPolicyArg::Full)]
+    pub delta_policy: DeltaPolicyArg,
+}
+
+/// `deltasnap::DeltaPolicy` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeltaPolicyArg {
+    /// Every page the cut checkpoint writes and every first overwrite after it (Ignite's rule).
+    Full,
+    /// Only the pages the copier could miss, given the window it announced.
+    CursorAware,
+}
+
+impl From<DeltaPolicyArg> for deltasnap::DeltaPolicy {
+    fn from(policy: DeltaPolicyArg) -> Self {
+        match policy {
+            DeltaPolicyArg::Full => deltasnap::DeltaPolicy::Full,
+            DeltaPolicyArg::CursorAware => deltasnap::DeltaPolicy::CursorAware,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The store to snapshot (not open in another process).
+    pub store_dir: PathBuf,
+    /// Where the snapshot is published, as TARGET_DIR/NAME.
+    pub target_dir: PathBuf,
+    /// The snapshot's name: 1 to 128 of [A-Za-z0-9._-], not starting with '.'.
+    #[arg(long)]
+    pub name: String,
+    /// Which pages the write hook captures into the delta.
+    #[arg(long, value_enum, default_value_t = DeltaPolicyArg::Full)]
+    pub delta_policy: DeltaPolicyArg,
+    /// Bytes per second the copier may copy (B, KiB, MiB or GiB). Default: no limit.
+    #[arg(long, value_name = "BYTES_PER_SEC", value_parser = parse_size)]
+    pub rate_limit: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +161,31 @@ mod tests {
         assert_eq!(demo.size, 256 << 20);
         assert_eq!(demo.writers, 4);
         assert_eq!(demo.page_size, 4096);
+        assert_eq!(demo.delta_policy, DeltaPolicyArg::Full);
         assert!(!cli.json);
+    }
+
+    #[test]
+    fn snapshot_options_parse() {
+        let cli = Cli::try_parse_from([
+            "deltasnap",
+            "snapshot",
+            "store",
+            "backups",
+            "--name",
+            "nightly",
+            "--delta-policy",
+            "cursor-aware",
+            "--rate-limit",
+            "8MiB",
+        ])
+        .unwrap();
+        let Command::Snapshot(snapshot) = cli.command else {
+            panic!("not snapshot")
+        };
+        assert_eq!(snapshot.name, "nightly");
+        assert_eq!(snapshot.delta_policy, DeltaPolicyArg::CursorAware);
+        assert_eq!(snapshot.rate_limit, Some(8 << 20));
+        assert!(Cli::try_parse_from(["deltasnap", "snapshot", "store", "backups"]).is_err());
     }
 }

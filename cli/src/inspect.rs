@@ -187,7 +187,7 @@ fn inspect_store(dir: &Path) -> Result<StoreInfo> {
 
 /// Opens an existing store whatever its page size: the engine insists on the configured page
 /// size, so a mismatch is retried once with the size the store has.
-fn open_existing(dir: &Path) -> deltasnap::Result<Engine> {
+pub(crate) fn open_existing(dir: &Path) -> deltasnap::Result<Engine> {
     let config = Config {
         create_if_missing: false,
         background_checkpointer: false,

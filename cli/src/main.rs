@@ -1,4 +1,4 @@
-//! `deltasnap`: run the demo, inspect a store or a snapshot, verify and restore snapshots.
+//! `deltasnap`: run the demo, take, inspect, verify and restore snapshots, inspect a store.
 //!
 //! This file only parses the arguments, sets up logging, dispatches and turns the outcome into an
 //! exit code (see [`failure`]). Every command lives in its own module.
@@ -11,6 +11,7 @@ mod inspect;
 mod output;
 mod progress;
 mod restore;
+mod snapshot;
 mod units;
 mod verify;
 
@@ -25,6 +26,7 @@ fn main() {
     init_tracing();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args, cli.json),
+        Command::Snapshot(args) => snapshot::run(&args, cli.json),
         Command::Inspect(args) => inspect::run(&args, cli.json),
         Command::Verify(args) => verify::run(&args, cli.json),
         Command::Restore(args) => restore::run(&args, cli.json),

@@ -37,6 +37,16 @@ pub fn timed(prefix: &'static str, duration: Duration) -> ProgressBar {
     bar
 }
 
+/// A bar over a snapshot's copy: bytes copied of the total (set once the cut fixed it); the
+/// message carries the stage and the delta pages.
+pub fn snapshot(prefix: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(0).with_prefix(prefix).with_style(style(
+        "{prefix:>7} [{bar:20}] {bytes}/{total_bytes} {wide_msg}",
+    ));
+    bar.enable_steady_tick(TICK);
+    bar
+}
+
 /// A bar over `total` items.
 pub fn items(prefix: &'static str, total: u64, unit: &'static str) -> ProgressBar {
     let template = format!("{{prefix:>7}} [{{bar:20}}] {{pos}}/{{len}} {unit} {{per_sec}}");

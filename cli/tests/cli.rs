@@ -1,6 +1,6 @@
-//! The `deltasnap` binary as a user runs it: if these break, the demo, `inspect`, `verify` or
-//! `restore` no longer work from the command line, or a failure no longer ends in one line on
-//! stderr and a non-zero exit.
+//! The `deltasnap` binary as a user runs it: if these break, the demo (snapshot phase included),
+//! `snapshot`, `inspect`, `verify` or `restore` no longer work from the command line, or a failure
+//! no longer ends in one line on stderr and a non-zero exit.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -52,6 +52,9 @@ fn demo_on_a_small_store_succeeds_and_reports() {
         "evictions",
         "recovery",
         "all 1,024 pages match the reference",
+        "before the snapshot",
+        "during the snapshot",
+        "restored snapshot equals the cut: 1,024 pages",
         "result: OK",
     ] {
         assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
@@ -158,7 +161,7 @@ fn inspect_of_a_fresh_store_prints_json() {
     assert_one_line_failure(&output, "deltasnap: inspect store ");
 }
 
-/// Writes a snapshot by hand (the engine's snapshot task is not merged yet): one partition of
+/// Writes a snapshot by hand, independent of the engine's snapshot task: one partition of
 /// `pages` sealed pages and a manifest with their crcs.
 fn write_snapshot(dir: &Path, pages: u32) {
     let page_size = 4096usize;
@@ -246,4 +249,161 @@ fn a_snapshot_inspects_verifies_and_restores() {
     assert_eq!(report["ok"], false);
     assert_eq!(report["problems"][0]["page"], 1);
     assert_one_line_failure(&output, "deltasnap: verify ");
+}
+
+#[test]
+fn demo_takes_a_snapshot_under_load_that_restores_to_its_cut() {
+    let output = deltasnap(&["--json", "demo", "--size", "8MiB", "--seconds", "2"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    assert_eq!(report["ok"], true, "{report:#}");
+    let snapshot = &report["snapshot"];
+    assert_eq!(snapshot["restored_equals_cut"], true, "{snapshot:#}");
+    assert_eq!(snapshot["restored_pages_checked"], 2048);
+    assert_eq!(snapshot["restored_mismatches"], 0);
+    assert_eq!(snapshot["verified"], true);
+    assert_eq!(snapshot["delta_policy"], "full");
+    assert_eq!(snapshot["pages"], 2048);
+    assert!(snapshot["cut_epoch"].as_u64().unwrap() >= 1);
+    for field in [
+        "seconds",
+        "copy_bytes_per_second",
+        "restore_seconds",
+        "requested_at_seconds",
+    ] {
+        assert!(
+            snapshot[field].as_f64().unwrap() > 0.0,
+            "{field}: {snapshot:#}"
+        );
+    }
+    assert!(snapshot["delta_pages"].is_u64());
+    let load = &report["load"];
+    for phase in ["before_snapshot", "during_snapshot"] {
+        assert!(
+            load[phase]["writes"].as_u64().unwrap() > 0,
+            "{phase}: {load:#}"
+        );
+        assert!(load[phase]["writes_per_second"].as_f64().unwrap() > 0.0);
+        assert!(load[phase]["latency_ns"]["p50"].as_u64().unwrap() > 0);
+        assert!(load[phase]["latency_ns"]["p99"].as_u64().unwrap() > 0);
+        assert!(load[phase]["longest_write_ns"].as_u64().unwrap() > 0);
+    }
+    let writes: u64 = ["before_snapshot", "during_snapshot", "after_snapshot"]
+        .iter()
+        .map(|phase| load[phase]["writes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(writes, load["writes"].as_u64().unwrap());
+}
+
+#[test]
+fn demo_takes_a_cursor_aware_snapshot_on_request() {
+    let output = deltasnap(&[
+        "--json",
+        "demo",
+        "--size",
+        "2MiB",
+        "--seconds",
+        "1",
+        "--delta-policy",
+        "cursor-aware",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["snapshot"]["delta_policy"], "cursor-aware");
+    assert_eq!(report["snapshot"]["restored_equals_cut"], true);
+}
+
+#[test]
+fn a_store_snapshots_verifies_and_restores_from_the_command_line() {
+    let root = tempfile::tempdir().unwrap();
+    let store = root.path().join("store");
+    let pages: Vec<PageId> = {
+        let engine = Engine::open(&store, Config::default()).unwrap();
+        let mut pages = Vec::new();
+        for partition in [PartitionId(0), PartitionId(3)] {
+            engine.create_partition(partition).unwrap();
+            for index in 0..5u8 {
+                let page = engine.allocate_page(partition).unwrap();
+                engine
+                    .write(page, 0, &[partition.0 as u8 * 16 + index; 64])
+                    .unwrap();
+                pages.push(page);
+            }
+        }
+        engine.metadata_put(b"schema", b"v1").unwrap();
+        engine.close().unwrap();
+        pages
+    };
+    let backups = root.path().join("backups");
+    let store_arg = store.to_str().unwrap();
+    let backups_arg = backups.to_str().unwrap();
+
+    let output = deltasnap(&[
+        "--json",
+        "snapshot",
+        store_arg,
+        backups_arg,
+        "--name",
+        "first",
+        "--rate-limit",
+        "64MiB",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    assert_eq!(manifest["name"], "first");
+    assert_eq!(manifest["delta_policy"], "full");
+    assert_eq!(manifest["partitions"].as_array().unwrap().len(), 2);
+    assert_eq!(manifest["partitions"][1]["page_count"], 5);
+    let snapshot = backups.join("first");
+    let snapshot_arg = snapshot.to_str().unwrap();
+
+    // The human summary, and a second snapshot under the same name is refused on one line.
+    let output = deltasnap(&[
+        "snapshot",
+        store_arg,
+        backups_arg,
+        "--name",
+        "second",
+        "--delta-policy",
+        "cursor-aware",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(out.contains("10 in 2 partitions"), "{out}");
+    assert!(out.contains("cursor-aware policy"), "{out}");
+    let output = deltasnap(&["snapshot", store_arg, backups_arg, "--name", "first"]);
+    assert_one_line_failure(&output, "deltasnap: snapshot ");
+
+    let output = deltasnap(&["verify", snapshot_arg]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("OK"), "{}", stdout(&output));
+
+    let restored = root.path().join("restored");
+    let output = deltasnap(&["restore", snapshot_arg, restored.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("10 pages"), "{}", stdout(&output));
+    let engine = Engine::open(&restored, Config::default()).unwrap();
+    for page in pages {
+        let payload = engine.read(page).unwrap();
+        let byte = page.partition.0 as u8 * 16 + page.index as u8;
+        assert!(payload[..64].iter().all(|&b| b == byte), "page {page}");
+        assert!(payload[64..].iter().all(|&b| b == 0), "page {page}");
+    }
+    assert_eq!(
+        engine.metadata_get(b"schema").unwrap().as_deref(),
+        Some(&b"v1"[..])
+    );
+    engine.close().unwrap();
+
+    // A store that does not exist is an error on one line, and nothing is created.
+    let missing = root.path().join("missing");
+    let output = deltasnap(&[
+        "snapshot",
+        missing.to_str().unwrap(),
+        backups_arg,
+        "--name",
+        "x",
+    ]);
+    assert_one_line_failure(&output, "deltasnap: snapshot ");
+    assert!(!missing.exists());
 }

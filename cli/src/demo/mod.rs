@@ -4,25 +4,31 @@
 //!    its initial content (`crate::content`), made durable by a checkpoint;
 //! 2. **load**: `--writers` threads write random pages for `--seconds` while the background
 //!    checkpointer runs; each write stamps the page with `(partition, index, writer, seq)` and
-//!    records its receipt in the [`reference::Reference`] (per page the last version, not a copy);
+//!    records its receipt in the [`reference::Reference`] (per page the last version, not a copy).
+//!    Under the load, the **snapshot** phase ([`snapshot::take`], from the `during` callback of
+//!    [`phases::load`]): after a third of the load, an online snapshot into
+//!    `<store>/snapshots/`, with the reference pinned at its cut epoch; the writers time their
+//!    writes separately before, during and after the snapshot;
 //! 3. **close** (final checkpoint), **reopen** (recovery), and **verify** every page against the
 //!    reference;
-//! 4. **report** ([`report::DemoReport`]): sizes, write rate and latency percentiles, checkpoints
-//!    and their durations, engine counters, recovery time, verification result.
-//!
-//! The snapshot phase (snapshot under load → restore → compare to the cut) slots in between 2 and
-//! 3: it starts from the `during` callback of [`phases::load`], pins the expected state with
-//! [`reference::Reference::expected_at`] at the snapshot's cut epoch, and after the load checks
-//! the restored store with [`phases::verify_pages`].
+//! 4. **check the snapshot** ([`snapshot::check`]): verify it, restore it into
+//!    `<store>/restored`, and compare every page of the restored store with the reference's state
+//!    at the pinned cut;
+//! 5. **report** ([`report::DemoReport`]): sizes, write rate and latency percentiles (overall and
+//!    by snapshot phase), checkpoints and their durations, the snapshot's timings, engine
+//!    counters, recovery time, verification results.
 //!
 //! Besides page contents, the demo checks what it can see of the engine's promises: a writer's
 //! receipts never go back in epoch (K1), one page's writes agree in LSN and epoch order (DESIGN §3),
-//! and the reopened store has the partitions, page counts and metadata that were written. Any
-//! failed check makes the demo exit 1 (and keeps a temporary store for inspection).
+//! the reopened store has the partitions, page counts and metadata that were written, and the
+//! restored snapshot holds exactly the writes whose receipt epoch is `<=` its cut epoch (S1),
+//! with the metadata of the cut. Any failed check makes the demo exit 1 (and keeps a temporary
+//! store for inspection).
 
 mod phases;
 mod reference;
 mod report;
+mod snapshot;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -30,16 +36,20 @@ use std::time::{Duration, SystemTime};
 use deltasnap::{Config, PageId, PartitionId};
 use serde::Serialize;
 
-use crate::args::DemoArgs;
+use crate::args::{DeltaPolicyArg, DemoArgs};
 use crate::content::HEADER_BYTES;
 use crate::failure::{Context, Failure, Result};
 use crate::output::print_json;
 
 use self::reference::Reference;
-use self::report::DemoReport;
+use self::report::{DemoReport, Outcomes};
 
 /// The metadata key under which the demo stores its plan (checked after reopening).
 const PLAN_KEY: &[u8] = b"deltasnap-demo/plan";
+/// Where the demo's snapshot is published, under the store directory.
+const SNAPSHOTS_DIR: &str = "snapshots";
+/// Where the demo restores its snapshot, under the store directory.
+const RESTORED_DIR: &str = "restored";
 
 /// How the pages are laid out: partition `k` holds pages with slots `starts[k] ..
 /// starts[k + 1]`. A slot is a page's dense number `0 .. pages`, the index into the reference.
@@ -101,6 +111,9 @@ pub struct Plan {
     pub load_seconds: f64,
     pub checkpoint_interval_ms: u64,
     pub seed: u64,
+    /// The snapshot's delta policy (in the report's snapshot section, not in the stored plan).
+    #[serde(skip)]
+    pub delta_policy: DeltaPolicyArg,
 }
 
 impl Plan {
@@ -156,6 +169,7 @@ impl Plan {
             load_seconds: args.seconds,
             checkpoint_interval_ms: args.checkpoint_interval_ms,
             seed,
+            delta_policy: args.delta_policy,
         })
     }
 
@@ -243,8 +257,11 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<()> {
         .context(|| format!("demo: create store {}", dir.display()))?;
     // (a) build
     let build = phases::build(&engine, &plan, &reference)?;
-    // (b) load. The snapshot phase starts from this callback (see the module doc).
-    let (load, ()) = phases::load(&engine, &plan, &reference, |_running| Ok(()))?;
+    // (b) load, and the snapshot under it.
+    let snapshots_dir = dir.join(SNAPSHOTS_DIR);
+    let (load, taken) = phases::load(&engine, &plan, &reference, |running| {
+        snapshot::take(&engine, &plan, &reference, running, &snapshots_dir)
+    })?;
     // (c) close, reopen, verify against the reference's final state.
     let reopen = phases::close_and_reopen(engine, &plan, &dir)?;
     let expected = reference
@@ -255,9 +272,23 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<()> {
         .engine
         .close()
         .context(|| format!("demo: close store {}", dir.display()))?;
+    // (d) the snapshot: verify, restore, compare with the state at its cut.
+    let checked = snapshot::check(&plan, &taken, &reference, &dir.join(RESTORED_DIR))?;
 
-    // (d) report
-    let report = DemoReport::new(&plan, &dir, &reference, &build, &load, &reopen, &verify);
+    // (e) report
+    let report = DemoReport::new(
+        &plan,
+        &dir,
+        &reference,
+        &Outcomes {
+            build: &build,
+            load: &load,
+            reopen: &reopen,
+            verify: &verify,
+            snapshot: &taken,
+            snapshot_check: &checked,
+        },
+    );
     let failed = report.problems();
     let kept = store_dir.finish(args.keep || !failed.is_empty())?;
     let report = report.with_kept(kept);

@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use deltasnap::{
     WriteReceipt,
 };
 use hdrhistogram::Histogram;
-use indicatif::ProgressBar;
+use indicatif::{MultiProgress, ProgressBar};
 
 use super::reference::Reference;
 use super::{Plan, PLAN_KEY};
@@ -145,6 +146,72 @@ fn fill_partitions(
     Ok(())
 }
 
+/// Where the load is relative to the snapshot, as the writers see it: every write is counted and
+/// timed under the phase it started in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotPhase {
+    /// From the start of the load until the snapshot is requested.
+    Before,
+    /// From the request until the snapshot is published (or failed).
+    During,
+    /// From then until the writers stop.
+    After,
+}
+
+impl SnapshotPhase {
+    pub const ALL: [SnapshotPhase; 3] = [
+        SnapshotPhase::Before,
+        SnapshotPhase::During,
+        SnapshotPhase::After,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn from_index(index: u8) -> SnapshotPhase {
+        SnapshotPhase::ALL[index as usize]
+    }
+}
+
+/// What the writers did in one [`SnapshotPhase`].
+#[derive(Debug)]
+pub struct PhaseOutcome {
+    /// How long the phase lasted (zero if the load never reached it).
+    pub duration: Duration,
+    pub writes: u64,
+    /// Latency of every write of the phase, in nanoseconds.
+    pub latency_ns: Histogram<u64>,
+    /// The longest single write (a writer's stall), exact (the histogram rounds).
+    pub longest_write: Duration,
+    /// When the longest write started, from the start of the load.
+    pub longest_write_at: Duration,
+}
+
+impl PhaseOutcome {
+    fn new() -> PhaseOutcome {
+        PhaseOutcome {
+            duration: Duration::ZERO,
+            writes: 0,
+            latency_ns: new_histogram(),
+            longest_write: Duration::ZERO,
+            longest_write_at: Duration::ZERO,
+        }
+    }
+
+    fn add(&mut self, other: &PhaseOutcome) -> Result<()> {
+        self.writes += other.writes;
+        self.latency_ns
+            .add(&other.latency_ns)
+            .map_err(|e| Failure::error("load: merge latency histograms", e))?;
+        if other.longest_write > self.longest_write {
+            self.longest_write = other.longest_write;
+            self.longest_write_at = other.longest_write_at;
+        }
+        Ok(())
+    }
+}
+
 /// What [`load`] measured.
 #[derive(Debug)]
 pub struct LoadOutcome {
@@ -152,6 +219,8 @@ pub struct LoadOutcome {
     pub writes: u64,
     /// Latency of every write, in nanoseconds.
     pub latency_ns: Histogram<u64>,
+    /// The writes of each [`SnapshotPhase`], by `SnapshotPhase as usize`.
+    pub phases: [PhaseOutcome; 3],
     /// Writes whose receipt had an older epoch than the same writer's previous write (K1 broken).
     pub epoch_regressions: u64,
     /// Checkpoint jobs that ended while the writers ran, by job id.
@@ -160,12 +229,23 @@ pub struct LoadOutcome {
     pub memory_at_end: (u64, u64),
 }
 
+impl LoadOutcome {
+    pub fn phase(&self, phase: SnapshotPhase) -> &PhaseOutcome {
+        &self.phases[phase.index()]
+    }
+}
+
 /// The load while it runs, for work that happens under it (the snapshot phase).
 #[derive(Debug)]
 pub struct Running<'a> {
     started: Instant,
     writes: &'a AtomicU64,
     stop: &'a AtomicBool,
+    /// The current [`SnapshotPhase`], read by the writers before every write.
+    phase: AtomicU8,
+    /// When each phase began, from the start of the load.
+    phase_started: Mutex<[Option<Duration>; 3]>,
+    bars: &'a MultiProgress,
 }
 
 impl Running<'_> {
@@ -183,18 +263,63 @@ impl Running<'_> {
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
+
+    /// Moves the writers to `phase` (phases only go forward): writes that start from now on are
+    /// counted under it.
+    pub fn enter(&self, phase: SnapshotPhase) {
+        let previous = self.phase.swap(phase as u8, Ordering::Relaxed);
+        assert!(
+            previous <= phase as u8,
+            "load phases go forward, not from {:?} to {phase:?}",
+            SnapshotPhase::from_index(previous)
+        );
+        let mut started = self
+            .phase_started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        started[phase.index()].get_or_insert(self.elapsed());
+    }
+
+    fn phase(&self) -> SnapshotPhase {
+        SnapshotPhase::from_index(self.phase.load(Ordering::Relaxed))
+    }
+
+    /// Shows `bar` below the load's own bar (two bars drawn independently would overwrite each
+    /// other).
+    pub fn add_bar(&self, bar: ProgressBar) -> ProgressBar {
+        self.bars.add(bar)
+    }
+
+    /// How long each phase lasted, the load having lasted `total`.
+    fn phase_durations(&self, total: Duration) -> [Duration; 3] {
+        let started = *self
+            .phase_started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut durations = [Duration::ZERO; 3];
+        for (index, start) in started.iter().enumerate() {
+            let Some(start) = start else { continue };
+            let end = started[index + 1..]
+                .iter()
+                .find_map(|later| *later)
+                .unwrap_or(total);
+            durations[index] = end.saturating_sub(*start);
+        }
+        durations
+    }
 }
 
 /// What one writer thread did.
 struct WriterOutcome {
-    latency_ns: Histogram<u64>,
+    phases: [PhaseOutcome; 3],
     epoch_regressions: u64,
 }
 
 /// Phase (b): `plan.writers` threads write random pages for `plan.load_duration()` while the
 /// background checkpointer runs; a monitor thread shows writes/s and checkpoints live. `during`
-/// runs on the calling thread while the writers write (the snapshot phase's hook); the writers
-/// stop when both the time is up and `during` returned.
+/// runs on the calling thread while the writers write (the snapshot phase's hook, which moves the
+/// writers through the [`SnapshotPhase`]s); the writers stop when both the time is up and `during`
+/// returned.
 pub fn load<T>(
     engine: &Engine,
     plan: &Plan,
@@ -209,20 +334,24 @@ pub fn load<T>(
         .filter(|job| job.duration.is_some())
         .map(|job| job.id)
         .collect();
+    let bars = MultiProgress::new();
     let running = Running {
         started: Instant::now(),
         writes: &writes,
         stop: &stop,
+        phase: AtomicU8::new(SnapshotPhase::Before as u8),
+        phase_started: Mutex::new([Some(Duration::ZERO), None, None]),
+        bars: &bars,
     };
-    let bar = progress::timed("load", plan.load_duration());
+    let bar = bars.add(progress::timed("load", plan.load_duration()));
     let (writer_results, checkpoints, during_result) = thread::scope(|scope| {
         let writers: Vec<_> = (0..plan.writers)
             .map(|writer| {
-                let (writes, stop) = (&writes, &stop);
+                let running = &running;
                 scope.spawn(move || {
-                    let result = write_loop(engine, plan, reference, writer, writes, stop);
+                    let result = write_loop(engine, plan, reference, writer, running);
                     if result.is_err() {
-                        stop.store(true, Ordering::Relaxed);
+                        running.stop.store(true, Ordering::Relaxed);
                     }
                     result
                 })
@@ -245,21 +374,38 @@ pub fn load<T>(
     let duration = running.elapsed();
     let memory_at_end = engine.memory_usage();
     bar.finish_and_clear();
-    let mut latency_ns = new_histogram();
+    let mut phases = [
+        PhaseOutcome::new(),
+        PhaseOutcome::new(),
+        PhaseOutcome::new(),
+    ];
     let mut epoch_regressions = 0;
     for result in writer_results {
         let outcome = result?;
-        latency_ns
-            .add(&outcome.latency_ns)
-            .map_err(|e| Failure::error("load: merge latency histograms", e))?;
+        for (phase, writer_phase) in phases.iter_mut().zip(&outcome.phases) {
+            phase.add(writer_phase)?;
+        }
         epoch_regressions += outcome.epoch_regressions;
     }
+    for (phase, duration) in phases.iter_mut().zip(running.phase_durations(duration)) {
+        phase.duration = duration;
+    }
+    let mut all = PhaseOutcome::new();
+    for phase in &phases {
+        all.add(phase)?;
+    }
     let during_value = during_result?;
+    assert_eq!(
+        all.writes,
+        writes.load(Ordering::Relaxed),
+        "every write is counted in one phase"
+    );
     Ok((
         LoadOutcome {
             duration,
-            writes: writes.load(Ordering::Relaxed),
-            latency_ns,
+            writes: all.writes,
+            latency_ns: all.latency_ns,
+            phases,
             epoch_regressions,
             checkpoints: checkpoints.into_values().collect(),
             memory_at_end,
@@ -272,33 +418,45 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("constant histogram bounds are valid")
 }
 
-/// One writer: random pages, each write stamped with its version, timed, and recorded in the
-/// reference under its receipt.
+/// One writer: random pages, each write stamped with its version, timed under the load phase it
+/// started in, and recorded in the reference under its receipt.
 fn write_loop(
     engine: &Engine,
     plan: &Plan,
     reference: &Reference,
     writer: u16,
-    writes: &AtomicU64,
-    stop: &AtomicBool,
+    running: &Running<'_>,
 ) -> Result<WriterOutcome> {
     let mut rng =
         SplitMix64::new(plan.seed ^ (writer as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let mut latency_ns = new_histogram();
+    let mut phases = [
+        PhaseOutcome::new(),
+        PhaseOutcome::new(),
+        PhaseOutcome::new(),
+    ];
     let mut bytes = vec![0u8; plan.write_bytes];
     let mut last_epoch = 0;
     let mut epoch_regressions = 0;
     let mut seq = 0u64;
-    while !stop.load(Ordering::Relaxed) {
+    while !running.stopping() {
         let slot = rng.below(plan.pages as u64) as usize;
         let page = plan.layout.page(slot);
         let version = Version::new(writer, seq);
         content::fill(page, version, &mut bytes);
+        let phase = &mut phases[running.phase().index()];
         let started = Instant::now();
         let receipt: WriteReceipt = engine
             .write(page, 0, &bytes)
             .context(|| format!("load: writer {writer} write #{seq} to page {page}"))?;
-        latency_ns.saturating_record(started.elapsed().as_nanos() as u64);
+        let latency = started.elapsed();
+        phase
+            .latency_ns
+            .saturating_record(latency.as_nanos() as u64);
+        phase.writes += 1;
+        if latency > phase.longest_write {
+            phase.longest_write = latency;
+            phase.longest_write_at = started.saturating_duration_since(running.started);
+        }
         reference.record(slot, receipt, version);
         if receipt.epoch < last_epoch {
             epoch_regressions += 1;
@@ -306,12 +464,16 @@ fn write_loop(
         last_epoch = last_epoch.max(receipt.epoch);
         seq += 1;
         if seq.is_multiple_of(WRITES_PER_PUBLISH) {
-            writes.fetch_add(WRITES_PER_PUBLISH, Ordering::Relaxed);
+            running
+                .writes
+                .fetch_add(WRITES_PER_PUBLISH, Ordering::Relaxed);
         }
     }
-    writes.fetch_add(seq % WRITES_PER_PUBLISH, Ordering::Relaxed);
+    running
+        .writes
+        .fetch_add(seq % WRITES_PER_PUBLISH, Ordering::Relaxed);
     Ok(WriterOutcome {
-        latency_ns,
+        phases,
         epoch_regressions,
     })
 }

@@ -8,9 +8,13 @@ use deltasnap::{EngineStats, JobStatus};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::phases::{BuildOutcome, LoadOutcome, Mismatch, ReopenOutcome, VerifyOutcome};
+use super::phases::{
+    BuildOutcome, LoadOutcome, Mismatch, PhaseOutcome, ReopenOutcome, SnapshotPhase, VerifyOutcome,
+};
 use super::reference::Reference;
+use super::snapshot::{Checked, Taken};
 use super::Plan;
+use crate::snapshot::{delta_policy_name, manifest_pages};
 use crate::units::{format_bytes, format_count, format_duration};
 
 /// Checkpoint durations listed one by one up to this many; past it, a summary.
@@ -29,6 +33,7 @@ pub struct DemoReport {
     pub store: StoreSection,
     pub load: LoadSection,
     pub checkpoints: CheckpointsSection,
+    pub snapshot: SnapshotSection,
     pub engine: EngineStats,
     pub recovery: RecoverySection,
     pub verification: VerificationSection,
@@ -56,11 +61,174 @@ pub struct LoadSection {
     pub writes_per_second: f64,
     pub write_bytes: usize,
     pub latency_ns: Latency,
+    /// The writes that started before the snapshot was requested.
+    pub before_snapshot: PhaseSection,
+    /// The writes that started while the snapshot ran (request to publish).
+    pub during_snapshot: PhaseSection,
+    /// The writes that started after the snapshot was published.
+    pub after_snapshot: PhaseSection,
     /// Page-image memory when the writers stopped.
     pub memory_resident_bytes: u64,
     pub memory_dirty_bytes: u64,
 }
 
+/// The writers in one phase of the load.
+#[derive(Debug, Serialize)]
+pub struct PhaseSection {
+    pub seconds: f64,
+    pub writes: u64,
+    pub writes_per_second: f64,
+    pub latency_ns: Latency,
+    /// The longest single write (a writer's stall), exact.
+    pub longest_write_ns: u64,
+    /// When it started, from the start of the load.
+    pub longest_write_at_seconds: f64,
+}
+
+impl PhaseSection {
+    fn new(phase: &PhaseOutcome) -> PhaseSection {
+        PhaseSection {
+            seconds: phase.duration.as_secs_f64(),
+            writes: phase.writes,
+            writes_per_second: per_second(phase.writes as f64, phase.duration),
+            latency_ns: Latency::new(&phase.latency_ns),
+            longest_write_ns: phase.longest_write.as_nanos() as u64,
+            longest_write_at_seconds: phase.longest_write_at.as_secs_f64(),
+        }
+    }
+}
+
+/// The snapshot taken under the load, and the check of its restored copy.
+#[derive(Debug, Serialize)]
+pub struct SnapshotSection {
+    pub name: String,
+    pub dir: PathBuf,
+    /// `full` or `cursor-aware`.
+    pub delta_policy: &'static str,
+    /// When it was requested, from the start of the load.
+    pub requested_at_seconds: f64,
+    /// From the request to the published snapshot.
+    pub seconds: f64,
+    /// When the cut epoch showed (and the reference was pinned), from the request.
+    pub cut_seen_after_seconds: f64,
+    pub cut_epoch: u64,
+    pub cut_lsn: u64,
+    pub pages: u64,
+    pub delta_pages: u64,
+    pub copy_bytes: u64,
+    /// The copy's duration, an upper bound measured between polls a few milliseconds apart.
+    pub copy_seconds_max: f64,
+    /// The copy rate, a lower bound (from `copy_seconds_max`).
+    pub copy_bytes_per_second: f64,
+    /// `verify_snapshot` found nothing wrong.
+    pub verified: bool,
+    pub verify_seconds: f64,
+    pub verify_pages_checked: u64,
+    pub verify_problem_count: usize,
+    pub verify_problems: Vec<String>,
+    pub restored_dir: PathBuf,
+    pub restore_seconds: Option<f64>,
+    /// `Engine::open` of the restored store.
+    pub restored_open_seconds: Option<f64>,
+    /// Restore or open failures, a restored store that does not open at the cut.
+    pub restore_problems: Vec<String>,
+    pub restored_pages_checked: u64,
+    /// Restored pages that differ from the state at the cut, or could not be read.
+    pub restored_mismatches: u64,
+    pub restored_mismatch_examples: Vec<Mismatch>,
+    /// Partitions, page counts, or the plan in the restored metadata differ.
+    pub restored_shape_problems: Vec<String>,
+    /// Every page of the restored store holds exactly its last write of an epoch `<=` the cut.
+    pub restored_equals_cut: bool,
+}
+
+impl SnapshotSection {
+    /// The snapshot's failed checks.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.verified {
+            problems.push(format!(
+                "the snapshot does not verify: {} problem(s){}",
+                self.verify_problem_count,
+                self.verify_problems
+                    .first()
+                    .map(|p| format!(", the first: {p}"))
+                    .unwrap_or_default()
+            ));
+        }
+        problems.extend(self.restore_problems.iter().cloned());
+        problems.extend(
+            self.restored_shape_problems
+                .iter()
+                .map(|p| format!("restored snapshot: {p}")),
+        );
+        if self.restored_mismatches > 0 {
+            let example = self
+                .restored_mismatch_examples
+                .first()
+                .map(|m| {
+                    format!(
+                        ": page {} should hold {}, holds {}",
+                        m.page, m.expected, m.found
+                    )
+                })
+                .unwrap_or_default();
+            problems.push(format!(
+                "{} of {} restored pages differ from the state at the cut (epoch {}){example}",
+                self.restored_mismatches, self.restored_pages_checked, self.cut_epoch
+            ));
+        }
+        if problems.is_empty() && !self.restored_equals_cut {
+            problems.push(format!(
+                "the restored snapshot was checked on {} pages only",
+                self.restored_pages_checked
+            ));
+        }
+        problems
+    }
+
+    fn new(plan: &Plan, taken: &Taken, checked: &Checked, restored_dir: PathBuf) -> Self {
+        let followed = &taken.followed;
+        let manifest = &followed.manifest;
+        let pages = checked.pages.as_ref();
+        let restored_equals_cut = checked.verify_problem_count == 0
+            && checked.problems.is_empty()
+            && pages.is_some_and(|p| {
+                p.mismatches == 0
+                    && p.shape_problems.is_empty()
+                    && p.pages_checked == plan.pages as u64
+            });
+        SnapshotSection {
+            name: manifest.name.clone(),
+            dir: taken.dir.clone(),
+            delta_policy: delta_policy_name(manifest),
+            requested_at_seconds: taken.requested_at.as_secs_f64(),
+            seconds: followed.duration.as_secs_f64(),
+            cut_seen_after_seconds: followed.cut_seen_after.as_secs_f64(),
+            cut_epoch: manifest.cut_epoch,
+            cut_lsn: manifest.cut_lsn,
+            pages: manifest_pages(manifest),
+            delta_pages: manifest.delta_pages,
+            copy_bytes: followed.bytes_copied,
+            copy_seconds_max: followed.copy_duration_max.as_secs_f64(),
+            copy_bytes_per_second: followed.copy_bytes_per_second(),
+            verified: checked.verify_problem_count == 0,
+            verify_seconds: checked.verify_duration.as_secs_f64(),
+            verify_pages_checked: checked.verify_pages_checked,
+            verify_problem_count: checked.verify_problem_count,
+            verify_problems: checked.verify_problems.clone(),
+            restored_dir,
+            restore_seconds: checked.restore_duration.map(|d| d.as_secs_f64()),
+            restored_open_seconds: checked.open_duration.map(|d| d.as_secs_f64()),
+            restore_problems: checked.problems.clone(),
+            restored_pages_checked: pages.map_or(0, |p| p.pages_checked),
+            restored_mismatches: pages.map_or(0, |p| p.mismatches),
+            restored_mismatch_examples: pages.map_or_else(Vec::new, |p| p.examples.clone()),
+            restored_shape_problems: pages.map_or_else(Vec::new, |p| p.shape_problems.clone()),
+            restored_equals_cut,
+        }
+    }
+}
 #[derive(Debug, Serialize)]
 pub struct Latency {
     pub p50: u64,
@@ -147,16 +315,31 @@ fn per_second(count: f64, duration: Duration) -> f64 {
     }
 }
 
+/// What the phases returned, for [`DemoReport::new`].
+pub struct Outcomes<'a> {
+    pub build: &'a BuildOutcome,
+    pub load: &'a LoadOutcome,
+    pub reopen: &'a ReopenOutcome,
+    pub verify: &'a VerifyOutcome,
+    pub snapshot: &'a Taken,
+    pub snapshot_check: &'a Checked,
+}
+
 impl DemoReport {
     pub fn new(
         plan: &Plan,
         dir: &Path,
         reference: &Reference,
-        build: &BuildOutcome,
-        load: &LoadOutcome,
-        reopen: &ReopenOutcome,
-        verify: &VerifyOutcome,
+        outcomes: &Outcomes<'_>,
     ) -> DemoReport {
+        let Outcomes {
+            build,
+            load,
+            reopen,
+            verify,
+            snapshot,
+            snapshot_check,
+        } = *outcomes;
         let mut report = DemoReport {
             ok: false,
             problems: Vec::new(),
@@ -180,6 +363,9 @@ impl DemoReport {
                 writes_per_second: per_second(load.writes as f64, load.duration),
                 write_bytes: plan.write_bytes,
                 latency_ns: Latency::new(&load.latency_ns),
+                before_snapshot: PhaseSection::new(load.phase(SnapshotPhase::Before)),
+                during_snapshot: PhaseSection::new(load.phase(SnapshotPhase::During)),
+                after_snapshot: PhaseSection::new(load.phase(SnapshotPhase::After)),
                 memory_resident_bytes: load.memory_at_end.0,
                 memory_dirty_bytes: load.memory_at_end.1,
             },
@@ -187,6 +373,12 @@ impl DemoReport {
                 during_load: load.checkpoints.iter().map(CheckpointRecord::new).collect(),
                 close: reopen.close_checkpoint.as_ref().map(CheckpointRecord::new),
             },
+            snapshot: SnapshotSection::new(
+                plan,
+                snapshot,
+                snapshot_check,
+                dir.join(super::RESTORED_DIR),
+            ),
             engine: reopen.stats,
             recovery: RecoverySection {
                 close_seconds: reopen.close_duration.as_secs_f64(),
@@ -251,6 +443,7 @@ impl DemoReport {
         if self.recovery.redo_tail_cut {
             problems.push("reopening after a clean close cut a redo tail".into());
         }
+        problems.extend(self.snapshot.problems());
         problems
     }
 
@@ -305,7 +498,24 @@ impl DemoReport {
             ns(latency.p999),
             ns(latency.max)
         );
+        for (name, phase) in [
+            ("before", &load.before_snapshot),
+            ("during", &load.during_snapshot),
+            ("after", &load.after_snapshot),
+        ] {
+            println!(
+                "  {:<12} {name} the snapshot ({}): {} writes/s, p50 {}, p99 {}, longest write {} at {}",
+                if name == "before" { "writers" } else { "" },
+                secs(phase.seconds),
+                format_count(phase.writes_per_second as u64),
+                ns(phase.latency_ns.p50),
+                ns(phase.latency_ns.p99),
+                ns(phase.longest_write_ns),
+                secs(phase.longest_write_at_seconds)
+            );
+        }
         println!("  checkpoints  {}", self.describe_checkpoints());
+        self.print_snapshot();
         let engine = &self.engine;
         println!(
             "  engine       {} writes, {} evictions, {} writer throttles, {} write retries, {} checkpoint images kept",
@@ -361,6 +571,65 @@ impl DemoReport {
             println!("result: FAILED");
             for problem in &self.problems {
                 println!("  {problem}");
+            }
+        }
+    }
+
+    fn print_snapshot(&self) {
+        let secs = |value: f64| format_duration(Duration::from_secs_f64(value));
+        let snapshot = &self.snapshot;
+        println!(
+            "  snapshot     {:?} requested at {}, published in {}: cut epoch {} (seen after {}), {} delta pages ({} policy)",
+            snapshot.name,
+            secs(snapshot.requested_at_seconds),
+            secs(snapshot.seconds),
+            snapshot.cut_epoch,
+            secs(snapshot.cut_seen_after_seconds),
+            format_count(snapshot.delta_pages),
+            snapshot.delta_policy
+        );
+        println!(
+            "  copy         {} of {} pages at {}/s (in at most {})",
+            format_bytes(snapshot.copy_bytes),
+            format_count(snapshot.pages),
+            format_bytes(snapshot.copy_bytes_per_second as u64),
+            secs(snapshot.copy_seconds_max)
+        );
+        if snapshot.verified {
+            println!(
+                "  restore      snapshot verified ({} pages in {}), restored in {}, opened in {}",
+                format_count(snapshot.verify_pages_checked),
+                secs(snapshot.verify_seconds),
+                snapshot.restore_seconds.map_or_else(|| "-".into(), secs),
+                snapshot
+                    .restored_open_seconds
+                    .map_or_else(|| "-".into(), secs)
+            );
+        } else {
+            println!(
+                "  restore      the snapshot does not verify: {} problem(s)",
+                snapshot.verify_problem_count
+            );
+            for problem in &snapshot.verify_problems {
+                println!("    {problem}");
+            }
+        }
+        if snapshot.restored_equals_cut {
+            println!(
+                "  cut check    restored snapshot equals the cut: {} pages",
+                format_count(snapshot.restored_pages_checked)
+            );
+        } else {
+            println!(
+                "  cut check    restored snapshot differs from the cut: {} of {} pages",
+                format_count(snapshot.restored_mismatches),
+                format_count(snapshot.restored_pages_checked)
+            );
+            for m in &snapshot.restored_mismatch_examples {
+                println!(
+                    "    page {}: expected {}, found {}",
+                    m.page, m.expected, m.found
+                );
             }
         }
     }
