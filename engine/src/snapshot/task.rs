@@ -391,7 +391,6 @@ impl CheckpointListener for SnapshotListener {
 /// does.
 pub struct SnapshotHandle {
     shared: Arc<Shared>,
-    inner: Arc<Inner>,
     job: u64,
     thread: Mutex<Option<thread::JoinHandle<Result<Manifest>>>>,
 }
@@ -562,7 +561,6 @@ pub(crate) fn start(inner: &Arc<Inner>, options: SnapshotOptions) -> Result<Snap
         .map_err(|e| Error::io("spawn snapshot thread", &inner.dir, e))?;
     Ok(SnapshotHandle {
         shared,
-        inner: Arc::clone(inner),
         job,
         thread: Mutex::new(Some(thread)),
     })
