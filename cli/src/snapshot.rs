@@ -191,7 +191,7 @@ fn print_summary(store: &Path, dir: &Path, followed: &Followed) {
 /// The manifest's delta policy as the command line spells it (`full`, `cursor-aware`).
 pub fn delta_policy_name(manifest: &Manifest) -> &'static str {
     match manifest.delta_policy {
-        deltasnap::snapshot::manifest::DeltaPolicyName::Full => "full",
-        deltasnap::snapshot::manifest::DeltaPolicyName::CursorAware => "cursor-aware",
+        deltasnap::DeltaPolicy::Full => "full",
+        deltasnap::DeltaPolicy::CursorAware => "cursor-aware",
     }
 }
