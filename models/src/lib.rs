@@ -2,3 +2,5 @@
 //! `Action` enum named after the engine's nouns, `always` and `sometimes` properties, a catalogue
 //! of seeded bugs that the checker must find, and a test pinning the exact number of unique states
 //! at the default bounds.
+
+pub mod snapshot;
