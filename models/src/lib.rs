@@ -6,7 +6,7 @@
 //! - [`cut`]: writers, the epoch cut and checkpoint images (K1, K2);
 //! - [`recovery`]: redo log, checkpoint durability steps, crash and recovery (R1, C3);
 //! - [`cluster`]: the two-phase cluster snapshot over a lossy network (stateright actors);
-//! - the snapshot protocol model (S1–S5) is added by the lead in `snapshot.rs`.
+//! - [`snapshot`]: the online snapshot protocol, driving `deltasnap::snapshot::protocol` itself (S1–S5);
 //!
 //! [`registry`] lists them for the `deltasnap-models` binary.
 
@@ -14,3 +14,4 @@ pub mod cluster;
 pub mod cut;
 pub mod recovery;
 pub mod registry;
+pub mod snapshot;

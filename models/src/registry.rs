@@ -7,6 +7,7 @@
 //! epoch 2"), which is how counterexamples are printed. [`Entry`] implements [`ModelEntry`], the
 //! object-safe face the binary uses; [`registry`] lists them.
 
+use deltasnap::snapshot::protocol::DeltaPolicy;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
@@ -433,30 +434,8 @@ pub fn registry() -> Vec<Box<dyn ModelEntry>> {
         Box::new(crate::cut::entry()),
         Box::new(crate::recovery::entry()),
         Box::new(crate::cluster::entry()),
-        // ---- SNAPSHOT MODEL GOES HERE (lead integrates `models/src/snapshot.rs`) ----------------
-        // Box::new(crate::snapshot_entry()),
-        // where, e.g. in `snapshot.rs` or here:
-        //
-        //   pub fn snapshot_entry() -> Entry<SnapshotModel> {
-        //       Entry {
-        //           name: "snapshot",
-        //           summary: "online snapshot: copier, write hook, delta, merge (S1-S5)",
-        //           bounds: SNAPSHOT_BOUNDS, // one BoundSpec per SnapshotBounds field, defaults
-        //                                    // from SnapshotBounds::default(), plus
-        //                                    // `cursor_aware` 0/1 selecting the DeltaPolicy
-        //           bugs: || SnapshotBug::ALL.iter()
-        //               .map(|b| BugSpec { name: b.name(), description: b.description() })
-        //               .collect(),
-        //           build: |bounds, bug| {
-        //               let bug = bug.map(|name| SnapshotBug::ALL.iter().copied()
-        //                   .find(|b| b.name() == name)
-        //                   .ok_or_else(|| format!("unknown bug `{name}`"))).transpose()?;
-        //               Ok(SnapshotModel::new(snapshot_bounds_from(bounds), policy_from(bounds), bug))
-        //           },
-        //           describe: |model, _state, action| model.format_action(action),
-        //       }
-        //   }
-        // ---------------------------------------------------------------------------------------
+        Box::new(crate::snapshot::entry(DeltaPolicy::Full)),
+        Box::new(crate::snapshot::entry(DeltaPolicy::CursorAware)),
     ]
 }
 

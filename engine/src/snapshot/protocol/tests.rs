@@ -299,6 +299,8 @@ enum Op {
     ProbeWindow(u32),
 }
 
+// `prop_oneof!` wraps its strategies in a std `Arc` inside proptest; no engine concurrency here.
+#[allow(clippy::disallowed_types)]
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0u32..16).prop_map(Op::Write),
