@@ -1018,40 +1018,6 @@ fn any_protocol(state: &SnapshotState, f: impl Fn(&PartitionSnapshot) -> bool) -
         .any(|part| part.snapshot.as_ref().is_some_and(|s| f(&s.protocol)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn render_shows_engine_events() {
-        let model = SnapshotModel::new(SnapshotBounds::default(), DeltaPolicy::Full, None);
-        let init = model.init_states().remove(0);
-        let actions = vec![
-            SnapshotAction::Write {
-                partition: 0,
-                page: 1,
-            },
-            SnapshotAction::Cut,
-            SnapshotAction::Announce { partition: 0 },
-            SnapshotAction::Hook {
-                partition: 0,
-                page: 1,
-            },
-        ];
-        let path = Path::from_actions(&model, init, &actions).expect("a behaviour of the model");
-        let lines = model.render_path(&path);
-        assert_eq!(
-            lines,
-            [
-                "writer: p0 page 1 v0 -> v1 (epoch S)",
-                "checkpoint S cut: p0 dirty [1=v1] pages_at_cut 2 copy_end 2",
-                "copier announces p0 pages 0..2",
-                "hook p0 page 1 (checkpoint S): capture new image v1",
-            ]
-        );
-    }
-}
-
 // ---- registry entries (the `deltasnap-models` binary) ------------------------------------------
 
 /// Bounds of the snapshot model as the binary exposes them (defaults from
@@ -1162,5 +1128,39 @@ pub fn entry(policy: DeltaPolicy) -> crate::registry::Entry<SnapshotModel> {
             build: |values, bug| build(DeltaPolicy::CursorAware, values, bug),
             describe: |model, state, action| model.describe_step(state, action),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_shows_engine_events() {
+        let model = SnapshotModel::new(SnapshotBounds::default(), DeltaPolicy::Full, None);
+        let init = model.init_states().remove(0);
+        let actions = vec![
+            SnapshotAction::Write {
+                partition: 0,
+                page: 1,
+            },
+            SnapshotAction::Cut,
+            SnapshotAction::Announce { partition: 0 },
+            SnapshotAction::Hook {
+                partition: 0,
+                page: 1,
+            },
+        ];
+        let path = Path::from_actions(&model, init, &actions).expect("a behaviour of the model");
+        let lines = model.render_path(&path);
+        assert_eq!(
+            lines,
+            [
+                "writer: p0 page 1 v0 -> v1 (epoch S)",
+                "checkpoint S cut: p0 dirty [1=v1] pages_at_cut 2 copy_end 2",
+                "copier announces p0 pages 0..2",
+                "hook p0 page 1 (checkpoint S): capture new image v1",
+            ]
+        );
     }
 }
