@@ -112,8 +112,9 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     }
 }
 
-/// The portable copy: read into a buffer, write it out.
-pub(crate) fn copy_through_buffer<S: VfsFile + ?Sized>(
+/// The portable copy: read into a buffer, write it out (through `src`'s and `dst`'s own
+/// `read_at` and `write_all_at`, so wrappers that count or fail operations see each one).
+pub fn copy_through_buffer<S: VfsFile + ?Sized>(
     src: &S,
     src_offset: u64,
     dst: &dyn VfsFile,

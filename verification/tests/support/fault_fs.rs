@@ -271,7 +271,6 @@ impl VfsFile for FaultFile {
         dst_offset: u64,
         len: u64,
     ) -> io::Result<u64> {
-        const CHUNK_BYTES: u64 = 64 * 1024;
         let to = dst
             .as_any()
             .downcast_ref::<FaultFile>()
@@ -281,17 +280,6 @@ impl VfsFile for FaultFile {
             offset: Some(src_offset),
             ..op(FaultKind::Copy, &self.path)
         })?;
-        let mut buf = vec![0u8; CHUNK_BYTES.min(len) as usize];
-        let mut copied = 0u64;
-        while copied < len {
-            let want = (len - copied).min(CHUNK_BYTES) as usize;
-            let n = self.read_at(&mut buf[..want], src_offset + copied)?;
-            if n == 0 {
-                break;
-            }
-            dst.write_all_at(&buf[..n], dst_offset + copied)?;
-            copied += n as u64;
-        }
-        Ok(copied)
+        deltasnap::vfs::copy_through_buffer(self, src_offset, dst, dst_offset, len)
     }
 }
