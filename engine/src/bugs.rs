@@ -25,10 +25,13 @@ pub enum Bug {
     SkipNewImageCapture = 6,
     /// The snapshot hook drops the old-image captures after the cut checkpoint ended (S3).
     SkipOldImageCapture = 7,
+    /// A `sync` that finds another caller's fsync under way returns without waiting for it, so
+    /// its record may not be durable yet (R1).
+    SyncSkipsWaitForLeader = 8,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 9] = [
         Bug::SkipRegistrationRecheck,
         Bug::DrainDoesNotWait,
         Bug::NoRetryAfterCut,
@@ -37,6 +40,7 @@ impl Bug {
         Bug::PurgeBeforeControl,
         Bug::SkipNewImageCapture,
         Bug::SkipOldImageCapture,
+        Bug::SyncSkipsWaitForLeader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +53,7 @@ impl Bug {
             Bug::PurgeBeforeControl => "purge-before-control",
             Bug::SkipNewImageCapture => "skip-new-image-capture",
             Bug::SkipOldImageCapture => "skip-old-image-capture",
+            Bug::SyncSkipsWaitForLeader => "sync-skips-wait-for-leader",
         }
     }
 }
