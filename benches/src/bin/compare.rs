@@ -35,7 +35,7 @@ struct Args {
     #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
     size: u64,
     /// Writes per second over all writer threads (open loop).
-    #[arg(long, default_value_t = 20_000.0)]
+    #[arg(long, default_value_t = 5_000.0)]
     rate: f64,
     /// Writer threads sharing the rate.
     #[arg(long, default_value_t = 2)]
@@ -125,6 +125,10 @@ struct Scenario {
     source_growth_bytes: Option<i64>,
     /// deltasnap: seconds from the request at which each stage was first seen.
     stages: Vec<(String, f64)>,
+    /// deltasnap: the checkpoints that ran during the snapshot (the first is its cut `S`).
+    checkpoints: Vec<String>,
+    /// deltasnap: the engine's counters over the whole scenario (writes, retries, throttles…).
+    engine_stats: Option<deltasnap::EngineStats>,
     verified: Option<bool>,
     unissued_writes: u64,
     writer_errors: Vec<String>,
@@ -165,6 +169,7 @@ struct BackupOutcome {
     restarts: Option<u64>,
     source_growth_bytes: Option<i64>,
     stages: Vec<(String, f64)>,
+    checkpoints: Vec<String>,
     notes: String,
 }
 
@@ -238,6 +243,8 @@ where
         restarts: outcome.restarts,
         source_growth_bytes: outcome.source_growth_bytes,
         stages: outcome.stages,
+        checkpoints: outcome.checkpoints,
+        engine_stats: None,
         verified: None,
         unissued_writes: run.unissued,
         writer_errors: run.errors,
@@ -321,6 +328,7 @@ fn main() -> Result<()> {
         if args.runs("deltasnap") {
             for policy in DeltaPolicy::ALL {
                 engine.checkpoint()?;
+                let stats_before = engine.stats();
                 let mut result = scenario(
                     &args,
                     "deltasnap",
@@ -329,6 +337,7 @@ fn main() -> Result<()> {
                     deltasnap_writer(&args, &engine, shape, None),
                     || deltasnap_snapshot(&engine, &snapshots, policy, data_bytes),
                 )?;
+                result.engine_stats = Some(stats_since(stats_before, engine.stats()));
                 result.delta_fraction = result.delta_bytes.map(|b| b as f64 / data_bytes as f64);
                 let dir = snapshots.join(policy.name());
                 result.verified = Some(deltasnap::verify_snapshot(&dir)?.is_ok());
@@ -340,7 +349,8 @@ fn main() -> Result<()> {
             engine.checkpoint()?;
             let gate = RwLock::new(());
             let target = work.path().join("stop-the-world");
-            let result = scenario(
+            let stats_before = engine.stats();
+            let mut result = scenario(
                 &args,
                 "stop-the-world",
                 "writers blocked, checkpoint + copy_file_range",
@@ -359,6 +369,7 @@ fn main() -> Result<()> {
                     })
                 },
             )?;
+            result.engine_stats = Some(stats_since(stats_before, engine.stats()));
             fs::remove_dir_all(&target)?;
             scenarios.push(result);
         }
@@ -412,6 +423,16 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+fn stats_since(before: deltasnap::EngineStats, after: deltasnap::EngineStats) -> deltasnap::EngineStats {
+    deltasnap::EngineStats {
+        writes: after.writes - before.writes,
+        write_retries: after.write_retries - before.write_retries,
+        checkpoint_images_kept: after.checkpoint_images_kept - before.checkpoint_images_kept,
+        pages_evicted: after.pages_evicted - before.pages_evicted,
+        writer_throttles: after.writer_throttles - before.writer_throttles,
+    }
+}
+
 fn size_label(bytes: u64) -> String {
     if bytes >= 1 << 30 && bytes % (1 << 30) == 0 {
         format!("{}GiB", bytes >> 30)
@@ -461,6 +482,7 @@ fn deltasnap_snapshot(
         )
     };
     let checkpointer_before = checkpointer_io(&checkpointers);
+    let started_at = std::time::SystemTime::now();
     let started = Instant::now();
     let handle = engine.snapshot(SnapshotOptions {
         delta_policy: policy,
@@ -486,6 +508,23 @@ fn deltasnap_snapshot(
     }
     let manifest = handle.wait()?;
     stages.push(("complete".into(), started.elapsed().as_secs_f64()));
+    let checkpoints = engine
+        .jobs()
+        .into_iter()
+        .filter(|job| job.kind == deltasnap::JobKind::Checkpoint && job.started_at >= started_at)
+        .map(|job| {
+            format!(
+                "epoch {} at +{:.3}s: {} pages in {:.3}s",
+                job.epoch.unwrap_or(0),
+                job.started_at
+                    .duration_since(started_at)
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+                job.pages_written,
+                job.duration.unwrap_or_default().as_secs_f64()
+            )
+        })
+        .collect();
     let checkpointer_after = checkpointer_io(&checkpointers);
     let hook_read = checkpointer_after.read_bytes - checkpointer_before.read_bytes;
     let delta_written = manifest.delta_pages * (PAGE_BYTES + DELTA_ENTRY_HEADER_BYTES);
@@ -503,6 +542,7 @@ fn deltasnap_snapshot(
             (snapshot_io.written_bytes + delta_written) as i64 - data_bytes as i64,
         ),
         stages,
+        checkpoints,
         notes,
         ..BackupOutcome::default()
     })
@@ -930,7 +970,17 @@ fn markdown(report: &Report) -> String {
                 .iter()
                 .map(|(stage, at)| format!("{stage} @{:.3}s", at))
                 .collect();
-            format!("- {}: {}", s.method, timeline.join(", "))
+            let mut line = format!("- {}: {}", s.method, timeline.join(", "));
+            if !s.checkpoints.is_empty() {
+                line.push_str(&format!("; checkpoints: {}", s.checkpoints.join("; ")));
+            }
+            if let Some(st) = s.engine_stats {
+                line.push_str(&format!(
+                    "; engine over the scenario: {} writes, {} retries, {} checkpoint images kept, {} evictions, {} throttles",
+                    st.writes, st.write_retries, st.checkpoint_images_kept, st.pages_evicted, st.writer_throttles
+                ));
+            }
+            line
         })
         .collect();
     if !stages.is_empty() {
