@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use deltasnap::{Config, DeltaPolicy, Engine, SnapshotOptions};
 use deltasnap_benches::workload::{self, HeldGate, StoreShape};
 
@@ -88,7 +90,10 @@ fn bench(c: &mut Criterion) {
     for (name, variant) in [
         ("no_snapshot", Variant::NoSnapshot),
         ("cut_full", Variant::DuringCut(DeltaPolicy::Full)),
-        ("cut_cursor_aware", Variant::DuringCut(DeltaPolicy::CursorAware)),
+        (
+            "cut_cursor_aware",
+            Variant::DuringCut(DeltaPolicy::CursorAware),
+        ),
         ("after_cut_old_images", Variant::AfterCut),
     ] {
         group.bench_function(BenchmarkId::new("checkpoint_4096_pages", name), |b| {

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use deltasnap::{Config, DeltaPolicy, JobStage, SnapshotOptions};
 use deltasnap_benches::workload::{self, HeldGate, StoreShape};
 
@@ -47,8 +49,7 @@ fn bench(c: &mut Criterion) {
                         })
                         .expect("start snapshot");
                     workload::wait_for_cut(&handle).expect("cut");
-                    workload::dirty_pages(&engine, shape, made * 7919, delta_pages)
-                        .expect("dirty");
+                    workload::dirty_pages(&engine, shape, made * 7919, delta_pages).expect("dirty");
                     engine.checkpoint().expect("checkpoint after the cut");
                     gate.release();
                     let merging = workload::wait_for_stage(&handle, JobStage::Merging);

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use deltasnap::{DeltaPolicy, SnapshotOptions};
 use deltasnap_benches::workload::{self, StoreShape};
 

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use deltasnap::{DeltaPolicy, Engine, JobStage, SnapshotHandle, SnapshotOptions};
 use deltasnap_benches::workload::{self, record_value, StoreShape, RECORD_BYTES};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -72,8 +74,9 @@ fn write_batch(engine: &Engine, shape: StoreShape, threads: usize, seed: u64) ->
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let shape = StoreShape::for_bytes(STORE_BYTES, 4);
-    let engine = workload::populate_store(&dir.path().join("store"), shape, workload::engine_config())
-        .expect("populate");
+    let engine =
+        workload::populate_store(&dir.path().join("store"), shape, workload::engine_config())
+            .expect("populate");
     let snapshots = dir.path().join("snapshots");
     std::fs::create_dir_all(&snapshots).expect("snapshots dir");
     let mut group = c.benchmark_group("write_throughput");

@@ -12,10 +12,7 @@ use crate::Result;
 /// buffer), then fsyncs it. Returns the bytes copied.
 pub fn copy_file_range_synced(source: &Path, target: &Path) -> Result<u64> {
     let from = File::open(source)?;
-    let to = File::options()
-        .write(true)
-        .create_new(true)
-        .open(target)?;
+    let to = File::options().write(true).create_new(true).open(target)?;
     let len = from.metadata()?.len();
     let mut copied = 0u64;
     while copied < len {

@@ -32,9 +32,9 @@ pub struct Panel {
     pub unit: String,
 }
 
-const WIDTH: f64 = 980.0;
-const LABEL_WIDTH: f64 = 250.0;
-const PLOT_WIDTH: f64 = 600.0;
+const WIDTH: f64 = 1040.0;
+const LABEL_WIDTH: f64 = 370.0;
+const PLOT_WIDTH: f64 = 580.0;
 const ROW_HEIGHT: f64 = 30.0;
 const TITLE_HEIGHT: f64 = 46.0;
 const PANEL_GAP: f64 = 26.0;
@@ -56,7 +56,7 @@ fn position(scale: Scale, value: f64) -> f64 {
 }
 
 fn format_value(value: f64, unit: &str) -> String {
-    let number = if value >= 100.0 {
+    let number = if value >= 100.0 || (value >= 1.0 && value.fract() == 0.0) {
         format!("{value:.0}")
     } else if value >= 10.0 {
         format!("{value:.1}")
@@ -70,8 +70,14 @@ fn format_value(value: f64, unit: &str) -> String {
 pub fn render(title: &str, subtitle: &str, panels: &[Panel]) -> String {
     let bar_height = (ROW_HEIGHT / 1.6 - 4.0).max(6.0);
     let row_height = |p: &Panel| bar_height * p.series.len() as f64 + 8.0;
-    let panel_height = |p: &Panel| TITLE_HEIGHT + p.rows.len() as f64 * row_height(p) + 34.0;
-    let height = 70.0 + panels.iter().map(|p| panel_height(p) + PANEL_GAP).sum::<f64>();
+    let panel_height = |p: &Panel| {
+        TITLE_HEIGHT + p.rows.len() as f64 * row_height(p) + 34.0 + 12.0 * p.references.len() as f64
+    };
+    let height = 70.0
+        + panels
+            .iter()
+            .map(|p| panel_height(p) + PANEL_GAP)
+            .sum::<f64>();
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -130,13 +136,13 @@ pub fn render(title: &str, subtitle: &str, panels: &[Panel]) -> String {
                 escape(&format_value(tick, &panel.unit))
             );
         }
-        for (value, label) in &panel.references {
+        for (r, (value, label)) in panel.references.iter().enumerate() {
             let x = position(panel.scale, *value);
             let _ = writeln!(
                 svg,
                 r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{bottom:.1}" stroke="#c00" stroke-dasharray="4,3"/><text x="{x:.1}" y="{:.1}" text-anchor="middle" fill="#c00" font-size="11">{}</text>"##,
                 top - 4.0,
-                bottom + 28.0,
+                bottom + 28.0 + 12.0 * r as f64,
                 escape(label)
             );
         }
@@ -179,7 +185,7 @@ pub fn render(title: &str, subtitle: &str, panels: &[Panel]) -> String {
                 }
             }
         }
-        y = bottom + 34.0 + PANEL_GAP;
+        y = bottom + 34.0 + 12.0 * panel.references.len() as f64 + PANEL_GAP;
     }
     svg.push_str("</svg>\n");
     svg

@@ -270,7 +270,10 @@ mod tests {
         assert_eq!(parse_bytes("4096"), Ok(4096));
         assert_eq!(parse_bytes("1.5GiB"), Ok(3 << 29));
         assert!(parse_bytes("1 parsec").is_err());
-        assert_eq!(parse_duration("500ms"), Ok(std::time::Duration::from_millis(500)));
+        assert_eq!(
+            parse_duration("500ms"),
+            Ok(std::time::Duration::from_millis(500))
+        );
         assert_eq!(parse_duration("2s"), Ok(std::time::Duration::from_secs(2)));
     }
 

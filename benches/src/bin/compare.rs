@@ -29,7 +29,9 @@ use deltasnap_benches::Result;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 #[derive(Parser, Debug, Clone, serde::Serialize)]
-#[command(about = "deltasnap's online snapshot against the floor, a stop-the-world copy, SQLite and LMDB")]
+#[command(
+    about = "deltasnap's online snapshot against the floor, a stop-the-world copy, SQLite and LMDB"
+)]
 struct Args {
     /// Bytes of data every system holds (deltasnap pages; the same records for SQLite and LMDB).
     #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
@@ -308,8 +310,7 @@ fn main() -> Result<()> {
     let mut floor_runs_s = Vec::new();
     for run in 0..args.floor_runs.max(1) {
         let target = work.path().join(format!("floor-{run}"));
-        let (bytes, duration) =
-            io::copy_dir_files_synced(&store.join("partitions"), &target)?;
+        let (bytes, duration) = io::copy_dir_files_synced(&store.join("partitions"), &target)?;
         assert_eq!(bytes, data_bytes, "the partition files hold the data");
         floor_runs_s.push(duration.as_secs_f64());
         fs::remove_dir_all(&target)?;
@@ -359,8 +360,7 @@ fn main() -> Result<()> {
                 || {
                     let _exclusive = gate.write().expect("gate poisoned");
                     engine.checkpoint()?;
-                    let (bytes, _) =
-                        io::copy_dir_files_synced(&store.join("partitions"), &target)?;
+                    let (bytes, _) = io::copy_dir_files_synced(&store.join("partitions"), &target)?;
                     io::copy_file_range_synced(&store.join("CONTROL"), &target.join("CONTROL"))?;
                     Ok(BackupOutcome {
                         completed: true,
@@ -423,7 +423,10 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn stats_since(before: deltasnap::EngineStats, after: deltasnap::EngineStats) -> deltasnap::EngineStats {
+fn stats_since(
+    before: deltasnap::EngineStats,
+    after: deltasnap::EngineStats,
+) -> deltasnap::EngineStats {
     deltasnap::EngineStats {
         writes: after.writes - before.writes,
         write_retries: after.write_retries - before.write_retries,
@@ -434,12 +437,15 @@ fn stats_since(before: deltasnap::EngineStats, after: deltasnap::EngineStats) ->
 }
 
 fn size_label(bytes: u64) -> String {
-    if bytes >= 1 << 30 && bytes % (1 << 30) == 0 {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
         format!("{}GiB", bytes >> 30)
     } else {
         format!("{}MiB", bytes >> 20)
     }
 }
+
+/// A writer's write function (called with its write counter).
+type Writer<'a> = Box<dyn FnMut(u64) -> Result<()> + 'a>;
 
 /// A deltasnap writer: one random record per write; with `gate`, each write holds it shared.
 fn deltasnap_writer<'a>(
@@ -447,7 +453,7 @@ fn deltasnap_writer<'a>(
     engine: &'a Engine,
     shape: StoreShape,
     gate: Option<&'a RwLock<()>>,
-) -> impl Fn(usize) -> Result<Box<dyn FnMut(u64) -> Result<()> + 'a>> + Sync + 'a {
+) -> impl Fn(usize) -> Result<Writer<'a>> + Sync + 'a {
     let seed = args.seed;
     move |thread| {
         let mut rng = StdRng::seed_from_u64(seed ^ (thread as u64) << 32);
@@ -473,13 +479,12 @@ fn deltasnap_snapshot(
     load::set_timer_slack_ns(1);
     let checkpointers = io::threads_named("deltasnap-check");
     let checkpointer_io = |tids: &[u32]| -> ThreadIo {
-        tids.iter().filter_map(|&t| io::thread_io(t)).fold(
-            ThreadIo::default(),
-            |a, b| ThreadIo {
+        tids.iter()
+            .filter_map(|&t| io::thread_io(t))
+            .fold(ThreadIo::default(), |a, b| ThreadIo {
                 read_bytes: a.read_bytes + b.read_bytes,
                 written_bytes: a.written_bytes + b.written_bytes,
-            },
-        )
+            })
     };
     let checkpointer_before = checkpointer_io(&checkpointers);
     let started_at = std::time::SystemTime::now();
@@ -495,7 +500,10 @@ fn deltasnap_snapshot(
     while !handle.is_finished() {
         let stage = handle.progress().stage;
         if last_stage != Some(stage) {
-            stages.push((format!("{stage:?}").to_lowercase(), started.elapsed().as_secs_f64()));
+            stages.push((
+                format!("{stage:?}").to_lowercase(),
+                started.elapsed().as_secs_f64(),
+            ));
             last_stage = Some(stage);
         }
         if snapshot_tid.is_none() {
@@ -596,7 +604,7 @@ mod sqlite {
 
     pub fn scenarios(args: &Args, db: &Path, records: u64, floor_s: f64) -> Result<Vec<Scenario>> {
         let writer_lock = Mutex::new(());
-        let make_writer = |thread: usize| -> Result<Box<dyn FnMut(u64) -> Result<()> + '_>> {
+        let make_writer = |thread: usize| -> Result<Writer<'_>> {
             let conn = open(db)?;
             let mut rng = StdRng::seed_from_u64(args.seed ^ (thread as u64) << 32);
             let mut value = [0u8; RECORD_BYTES];
@@ -755,7 +763,7 @@ mod lmdb {
     ) -> Result<Vec<Scenario>> {
         let db = database(env)?;
         let data_file = dir.join("env").join("data.mdb");
-        let make_writer = |thread: usize| -> Result<Box<dyn FnMut(u64) -> Result<()> + '_>> {
+        let make_writer = |thread: usize| -> Result<Writer<'_>> {
             let mut rng = StdRng::seed_from_u64(args.seed ^ (thread as u64) << 32);
             let mut value = [0u8; RECORD_BYTES];
             Ok(Box::new(move |k: u64| {
@@ -828,10 +836,9 @@ fn evaluate_targets(scenarios: &[Scenario]) -> Vec<Target> {
             met: Some(s.during.latency.max_us <= 1000.0),
         });
         for (peer, method) in [("sqlite", "step("), ("lmdb", "plain")] {
-            if let Some(p) = scenarios
-                .iter()
-                .find(|x| x.system == peer && x.method.contains(method) && !x.method.contains("(-1)"))
-            {
+            if let Some(p) = scenarios.iter().find(|x| {
+                x.system == peer && x.method.contains(method) && !x.method.contains("(-1)")
+            }) {
                 let ahead = s.during.latency.p99_us <= p.during.latency.p99_us
                     && s.throughput_ratio >= p.throughput_ratio;
                 targets.push(Target {
@@ -902,11 +909,7 @@ fn markdown(report: &Report) -> String {
             .map(|f| format!("{:.1}% ({} pages)", f * 100.0, s.delta_pages.unwrap_or(0)))
             .unwrap_or_else(|| "–".into());
         let extra = match (s.extra_read_bytes, s.extra_written_bytes) {
-            (Some(r), Some(w)) => format!(
-                "{} / {}",
-                signed_bytes(r),
-                signed_bytes(w)
-            ),
+            (Some(r), Some(w)) => format!("{} / {}", signed_bytes(r), signed_bytes(w)),
             _ => "–".into(),
         };
         let mut notes = Vec::new();
@@ -917,7 +920,11 @@ fn markdown(report: &Report) -> String {
             notes.push(format!("source +{}", signed_bytes(g)));
         }
         if let Some(v) = s.verified {
-            notes.push(if v { "verified".into() } else { "VERIFY FAILED".into() });
+            notes.push(if v {
+                "verified".into()
+            } else {
+                "VERIFY FAILED".into()
+            });
         }
         if s.unissued_writes > 0 {
             notes.push(format!("{} writes never issued", s.unissued_writes));
