@@ -64,8 +64,12 @@ struct Args {
     #[arg(long, default_value = "5ms", value_parser = parse_duration)]
     step_sleep: Duration,
     /// Times the floor copy is repeated (the median is the floor).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     floor_runs: usize,
+    /// Times every scenario is repeated (the table shows medians) except SQLite's stepwise
+    /// backup, which runs once because it is bounded by `--bound`.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
     /// Run only these systems: deltasnap, stw, sqlite, lmdb (comma separated; default all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -136,6 +140,21 @@ struct Scenario {
     writer_errors: Vec<String>,
     load_average_1m: f64,
     notes: String,
+    /// Every repeat's headline numbers (the fields above are medians over them).
+    repeats: Vec<RepeatSummary>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct RepeatSummary {
+    duration_s: f64,
+    x_floor: f64,
+    writes_per_sec_before: f64,
+    writes_per_sec_during: f64,
+    p99_before_us: f64,
+    p99_during_us: f64,
+    max_during_us: f64,
+    delta_pages: Option<u64>,
+    load_average_1m: f64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -189,6 +208,9 @@ where
     W: FnMut(u64) -> Result<()>,
     B: FnOnce() -> Result<BackupOutcome>,
 {
+    // Start every scenario with no writeback pending from the previous one.
+    // SAFETY: sync(2) has no preconditions.
+    unsafe { libc::sync() };
     let (load_average, _) = io::load_average();
     eprintln!("== {system} / {method} (load {load_average:.2})");
     let run = load::run_open_loop(args.load(), make_writer, |clock| {
@@ -252,6 +274,7 @@ where
         writer_errors: run.errors,
         load_average_1m: load_average,
         notes: outcome.notes,
+        repeats: Vec::new(),
     };
     eprintln!(
         "   {:.3} s ({:.2}x floor), writes/s {:.0} -> {:.0}, p99 {:.0} -> {:.0} us, max {:.0} -> {:.0} us",
@@ -267,10 +290,89 @@ where
     Ok(result)
 }
 
+/// Runs a scenario `repeats` times and keeps, for every number, the median over the repeats
+/// (stage timelines and notes come from the repeat of median duration).
+fn repeated(
+    repeats: usize,
+    mut run_once: impl FnMut(usize) -> Result<Scenario>,
+) -> Result<Scenario> {
+    let mut runs = Vec::new();
+    for repeat in 0..repeats.max(1) {
+        runs.push(run_once(repeat)?);
+    }
+    let med = |f: &dyn Fn(&Scenario) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+    let med_option = |f: &dyn Fn(&Scenario) -> Option<f64>| {
+        let mut values: Vec<f64> = runs.iter().filter_map(f).collect();
+        (!values.is_empty()).then(|| median(&mut values))
+    };
+    let med_stats = |f: &dyn Fn(&Scenario) -> WindowStats| {
+        let stat = |g: &dyn Fn(&WindowStats) -> f64| med(&|s| g(&f(s)));
+        WindowStats {
+            seconds: stat(&|w| w.seconds),
+            writes_per_sec: stat(&|w| w.writes_per_sec),
+            latency: load::Latency {
+                count: stat(&|w| w.latency.count as f64) as u64,
+                p50_us: stat(&|w| w.latency.p50_us),
+                p99_us: stat(&|w| w.latency.p99_us),
+                p999_us: stat(&|w| w.latency.p999_us),
+                max_us: stat(&|w| w.latency.max_us),
+            },
+        }
+    };
+    let mut by_duration: Vec<&Scenario> = runs.iter().collect();
+    by_duration.sort_by(|a, b| a.duration_s.total_cmp(&b.duration_s));
+    let mut result = by_duration[by_duration.len() / 2].clone();
+    result.duration_s = med(&|s| s.duration_s);
+    result.x_floor = med(&|s| s.x_floor);
+    result.throughput_ratio = med(&|s| s.throughput_ratio);
+    result.p99_ratio = med(&|s| s.p99_ratio);
+    result.before = med_stats(&|s| s.before);
+    result.during = med_stats(&|s| s.during);
+    result.after = med_stats(&|s| s.after);
+    result.output_bytes = med(&|s| s.output_bytes as f64) as u64;
+    result.delta_pages = med_option(&|s| s.delta_pages.map(|p| p as f64)).map(|p| p as u64);
+    result.delta_bytes = med_option(&|s| s.delta_bytes.map(|p| p as f64)).map(|p| p as u64);
+    result.delta_fraction = med_option(&|s| s.delta_fraction);
+    result.extra_read_bytes =
+        med_option(&|s| s.extra_read_bytes.map(|b| b as f64)).map(|b| b as i64);
+    result.extra_written_bytes =
+        med_option(&|s| s.extra_written_bytes.map(|b| b as f64)).map(|b| b as i64);
+    result.restarts = med_option(&|s| s.restarts.map(|r| r as f64)).map(|r| r as u64);
+    result.source_growth_bytes =
+        med_option(&|s| s.source_growth_bytes.map(|b| b as f64)).map(|b| b as i64);
+    result.load_average_1m = med(&|s| s.load_average_1m);
+    result.completed = runs.iter().all(|s| s.completed);
+    result.verified = runs
+        .iter()
+        .map(|s| s.verified)
+        .collect::<Option<Vec<bool>>>()
+        .map(|v| v.iter().all(|&ok| ok));
+    result.unissued_writes = runs.iter().map(|s| s.unissued_writes).sum();
+    result.writer_errors = runs.iter().flat_map(|s| s.writer_errors.clone()).collect();
+    result.repeats = runs
+        .iter()
+        .map(|s| RepeatSummary {
+            duration_s: s.duration_s,
+            x_floor: s.x_floor,
+            writes_per_sec_before: s.before.writes_per_sec,
+            writes_per_sec_during: s.during.writes_per_sec,
+            p99_before_us: s.before.latency.p99_us,
+            p99_during_us: s.during.latency.p99_us,
+            max_during_us: s.during.latency.max_us,
+            delta_pages: s.delta_pages,
+            load_average_1m: s.load_average_1m,
+        })
+        .collect();
+    Ok(result)
+}
+
 /// A delta entry is the page plus its index and crc (format.md §5.1).
 const DELTA_ENTRY_HEADER_BYTES: u64 = 8;
 
 fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
 }
@@ -310,6 +412,8 @@ fn main() -> Result<()> {
     let mut floor_runs_s = Vec::new();
     for run in 0..args.floor_runs.max(1) {
         let target = work.path().join(format!("floor-{run}"));
+        // SAFETY: sync(2) has no preconditions.
+        unsafe { libc::sync() };
         let (bytes, duration) = io::copy_dir_files_synced(&store.join("partitions"), &target)?;
         assert_eq!(bytes, data_bytes, "the partition files hold the data");
         floor_runs_s.push(duration.as_secs_f64());
@@ -328,49 +432,61 @@ fn main() -> Result<()> {
         fs::create_dir_all(&snapshots)?;
         if args.runs("deltasnap") {
             for policy in DeltaPolicy::ALL {
-                engine.checkpoint()?;
-                let stats_before = engine.stats();
-                let mut result = scenario(
-                    &args,
-                    "deltasnap",
-                    &format!("online snapshot, {policy} delta"),
-                    floor_s,
-                    deltasnap_writer(&args, &engine, shape, None),
-                    || deltasnap_snapshot(&engine, &snapshots, policy, data_bytes),
-                )?;
-                result.engine_stats = Some(stats_since(stats_before, engine.stats()));
-                result.delta_fraction = result.delta_bytes.map(|b| b as f64 / data_bytes as f64);
-                let dir = snapshots.join(policy.name());
-                result.verified = Some(deltasnap::verify_snapshot(&dir)?.is_ok());
-                fs::remove_dir_all(&dir)?;
+                let result = repeated(args.repeats, |repeat| {
+                    engine.checkpoint()?;
+                    let stats_before = engine.stats();
+                    let name = format!("{}-{repeat}", policy.name());
+                    let mut result = scenario(
+                        &args,
+                        "deltasnap",
+                        &format!("online snapshot, {policy} delta"),
+                        floor_s,
+                        deltasnap_writer(&args, &engine, shape, None),
+                        || deltasnap_snapshot(&engine, &snapshots, &name, policy, data_bytes),
+                    )?;
+                    result.engine_stats = Some(stats_since(stats_before, engine.stats()));
+                    result.delta_fraction =
+                        result.delta_bytes.map(|b| b as f64 / data_bytes as f64);
+                    let dir = snapshots.join(&name);
+                    result.verified = Some(deltasnap::verify_snapshot(&dir)?.is_ok());
+                    fs::remove_dir_all(&dir)?;
+                    Ok(result)
+                })?;
                 scenarios.push(result);
             }
         }
         if args.runs("stw") {
-            engine.checkpoint()?;
-            let gate = RwLock::new(());
-            let target = work.path().join("stop-the-world");
-            let stats_before = engine.stats();
-            let mut result = scenario(
-                &args,
-                "stop-the-world",
-                "writers blocked, checkpoint + copy_file_range",
-                floor_s,
-                deltasnap_writer(&args, &engine, shape, Some(&gate)),
-                || {
-                    let _exclusive = gate.write().expect("gate poisoned");
-                    engine.checkpoint()?;
-                    let (bytes, _) = io::copy_dir_files_synced(&store.join("partitions"), &target)?;
-                    io::copy_file_range_synced(&store.join("CONTROL"), &target.join("CONTROL"))?;
-                    Ok(BackupOutcome {
-                        completed: true,
-                        output_bytes: bytes,
-                        ..BackupOutcome::default()
-                    })
-                },
-            )?;
-            result.engine_stats = Some(stats_since(stats_before, engine.stats()));
-            fs::remove_dir_all(&target)?;
+            let result = repeated(args.repeats, |_| {
+                engine.checkpoint()?;
+                let gate = RwLock::new(());
+                let target = work.path().join("stop-the-world");
+                let stats_before = engine.stats();
+                let mut result = scenario(
+                    &args,
+                    "stop-the-world",
+                    "writers blocked, checkpoint + copy_file_range",
+                    floor_s,
+                    deltasnap_writer(&args, &engine, shape, Some(&gate)),
+                    || {
+                        let _exclusive = gate.write().expect("gate poisoned");
+                        engine.checkpoint()?;
+                        let (bytes, _) =
+                            io::copy_dir_files_synced(&store.join("partitions"), &target)?;
+                        io::copy_file_range_synced(
+                            &store.join("CONTROL"),
+                            &target.join("CONTROL"),
+                        )?;
+                        Ok(BackupOutcome {
+                            completed: true,
+                            output_bytes: bytes,
+                            ..BackupOutcome::default()
+                        })
+                    },
+                )?;
+                result.engine_stats = Some(stats_since(stats_before, engine.stats()));
+                fs::remove_dir_all(&target)?;
+                Ok(result)
+            })?;
             scenarios.push(result);
         }
         engine.close()?;
@@ -473,6 +589,7 @@ fn deltasnap_writer<'a>(
 fn deltasnap_snapshot(
     engine: &Engine,
     target_dir: &Path,
+    name: &str,
     policy: DeltaPolicy,
     data_bytes: u64,
 ) -> Result<BackupOutcome> {
@@ -491,7 +608,7 @@ fn deltasnap_snapshot(
     let started = Instant::now();
     let handle = engine.snapshot(SnapshotOptions {
         delta_policy: policy,
-        ..SnapshotOptions::new(target_dir, policy.name())
+        ..SnapshotOptions::new(target_dir, name)
     })?;
     let mut stages: Vec<(String, f64)> = Vec::new();
     let mut snapshot_tid = None;
@@ -543,7 +660,7 @@ fn deltasnap_snapshot(
     };
     Ok(BackupOutcome {
         completed: true,
-        output_bytes: io::tree_bytes(&target_dir.join(policy.name())),
+        output_bytes: io::tree_bytes(&target_dir.join(name)),
         delta_pages: Some(manifest.delta_pages),
         extra_read_bytes: Some((snapshot_io.read_bytes + hook_read) as i64 - data_bytes as i64),
         extra_written_bytes: Some(
@@ -622,8 +739,13 @@ mod sqlite {
         fs::create_dir_all(&out_dir)?;
         let mut results = Vec::new();
 
-        for (method, pages, pause) in [
-            ("online backup, step(-1)".to_string(), -1, Duration::ZERO),
+        for (method, pages, pause, repeats) in [
+            (
+                "online backup, step(-1)".to_string(),
+                -1,
+                Duration::ZERO,
+                args.repeats,
+            ),
             (
                 format!(
                     "online backup, step({}) + {:?} sleep",
@@ -631,72 +753,79 @@ mod sqlite {
                 ),
                 args.step_pages,
                 args.step_sleep,
+                1,
             ),
         ] {
             let out = out_dir.join(format!("backup{pages}.db"));
-            let result = scenario(args, "sqlite", &method, floor_s, make_writer, || {
-                let grown_from = source_bytes(db);
-                let source = open(db)?;
-                let mut target = Connection::open(&out)?;
-                let started = Instant::now();
-                let mut restarts = 0u64;
-                let mut completed = false;
-                {
-                    let backup = Backup::new(&source, &mut target)?;
-                    let mut remaining = i64::MAX;
-                    while started.elapsed() < args.bound {
-                        match backup.step(pages)? {
-                            StepResult::Done => {
-                                completed = true;
-                                break;
-                            }
-                            StepResult::More => {
-                                let now = backup.progress().remaining as i64;
-                                if now > remaining {
-                                    restarts += 1;
+            let result = repeated(repeats, |_| {
+                let result = scenario(args, "sqlite", &method, floor_s, make_writer, || {
+                    let grown_from = source_bytes(db);
+                    let source = open(db)?;
+                    let mut target = Connection::open(&out)?;
+                    let started = Instant::now();
+                    let mut restarts = 0u64;
+                    let mut completed = false;
+                    {
+                        let backup = Backup::new(&source, &mut target)?;
+                        let mut remaining = i64::MAX;
+                        while started.elapsed() < args.bound {
+                            match backup.step(pages)? {
+                                StepResult::Done => {
+                                    completed = true;
+                                    break;
                                 }
-                                remaining = now;
-                                std::thread::sleep(pause);
+                                StepResult::More => {
+                                    let now = backup.progress().remaining as i64;
+                                    if now > remaining {
+                                        restarts += 1;
+                                    }
+                                    remaining = now;
+                                    std::thread::sleep(pause);
+                                }
+                                _ => std::thread::sleep(Duration::from_millis(1)),
                             }
-                            _ => std::thread::sleep(Duration::from_millis(1)),
                         }
                     }
-                }
-                drop(target);
-                if completed {
-                    io::fsync_path(&out)?;
-                }
-                Ok(BackupOutcome {
-                    completed,
-                    output_bytes: io::tree_bytes(&out),
-                    restarts: Some(restarts),
-                    source_growth_bytes: Some(source_bytes(db) as i64 - grown_from as i64),
-                    notes: if completed {
-                        String::new()
-                    } else {
-                        format!("not finished within {:?}", args.bound)
-                    },
-                    ..BackupOutcome::default()
-                })
+                    drop(target);
+                    if completed {
+                        io::fsync_path(&out)?;
+                    }
+                    Ok(BackupOutcome {
+                        completed,
+                        output_bytes: io::tree_bytes(&out),
+                        restarts: Some(restarts),
+                        source_growth_bytes: Some(source_bytes(db) as i64 - grown_from as i64),
+                        notes: if completed {
+                            String::new()
+                        } else {
+                            format!("not finished within {:?}", args.bound)
+                        },
+                        ..BackupOutcome::default()
+                    })
+                })?;
+                fs::remove_file(&out).ok();
+                Ok(result)
             })?;
-            fs::remove_file(&out).ok();
             results.push(result);
         }
 
         let out = out_dir.join("vacuum.db");
-        let result = scenario(args, "sqlite", "VACUUM INTO", floor_s, make_writer, || {
-            let grown_from = source_bytes(db);
-            let source = open(db)?;
-            source.execute("VACUUM INTO ?1", params![out.to_string_lossy()])?;
-            io::fsync_path(&out)?;
-            Ok(BackupOutcome {
-                completed: true,
-                output_bytes: io::tree_bytes(&out),
-                source_growth_bytes: Some(source_bytes(db) as i64 - grown_from as i64),
-                ..BackupOutcome::default()
-            })
+        let result = repeated(args.repeats, |_| {
+            let result = scenario(args, "sqlite", "VACUUM INTO", floor_s, make_writer, || {
+                let grown_from = source_bytes(db);
+                let source = open(db)?;
+                source.execute("VACUUM INTO ?1", params![out.to_string_lossy()])?;
+                io::fsync_path(&out)?;
+                Ok(BackupOutcome {
+                    completed: true,
+                    output_bytes: io::tree_bytes(&out),
+                    source_growth_bytes: Some(source_bytes(db) as i64 - grown_from as i64),
+                    ..BackupOutcome::default()
+                })
+            })?;
+            fs::remove_file(&out).ok();
+            Ok(result)
         })?;
-        fs::remove_file(&out).ok();
         results.push(result);
         Ok(results)
     }
@@ -781,20 +910,23 @@ mod lmdb {
             ("env copy to path (compact)", CompactionOption::Enabled),
         ] {
             let out = dir.join("copy.mdb");
-            let result = scenario(args, "lmdb", method, floor_s, make_writer, || {
-                let grown_from = io::tree_bytes(&data_file);
-                let file = env.copy_to_path(&out, option)?;
-                file.sync_all()?;
-                Ok(BackupOutcome {
-                    completed: true,
-                    output_bytes: io::tree_bytes(&out),
-                    source_growth_bytes: Some(
-                        io::tree_bytes(&data_file) as i64 - grown_from as i64,
-                    ),
-                    ..BackupOutcome::default()
-                })
+            let result = repeated(args.repeats, |_| {
+                let result = scenario(args, "lmdb", method, floor_s, make_writer, || {
+                    let grown_from = io::tree_bytes(&data_file);
+                    let file = env.copy_to_path(&out, option)?;
+                    file.sync_all()?;
+                    Ok(BackupOutcome {
+                        completed: true,
+                        output_bytes: io::tree_bytes(&out),
+                        source_growth_bytes: Some(
+                            io::tree_bytes(&data_file) as i64 - grown_from as i64,
+                        ),
+                        ..BackupOutcome::default()
+                    })
+                })?;
+                fs::remove_file(&out).ok();
+                Ok(result)
             })?;
-            fs::remove_file(&out).ok();
             results.push(result);
         }
         Ok(results)
@@ -888,7 +1020,8 @@ fn markdown(report: &Report) -> String {
     out.push_str(&format!(
         "Data {} ({} records of {RECORD_BYTES} B); {} writes/s open loop over {} writer threads; \
          floor (copy_file_range + fsync of the quiesced partition files, median of {}) = {:.3} s; \
-         {} cpus, load average {:.2} at start, {:.2} at end.\n\n",
+         {} cpus, load average {:.2} at start, {:.2} at end. Every row: median of {} repeats \
+         (SQLite's stepwise backup: one run, bounded).\n\n",
         format_bytes(report.data_bytes),
         report.records,
         args.rate,
@@ -897,7 +1030,8 @@ fn markdown(report: &Report) -> String {
         report.floor_s,
         report.cpus,
         report.load_average_1m_start,
-        report.load_average_1m_end
+        report.load_average_1m_end,
+        args.repeats
     ));
     out.push_str(
         "| system | method | done | time s | × floor | writes/s before → during | p50 ms before → during | p99 ms before → during | p99.9 ms during | max ms before → during | delta / data | extra read / written | notes |\n",
