@@ -56,7 +56,11 @@ fn position(scale: Scale, value: f64) -> f64 {
 }
 
 fn format_value(value: f64, unit: &str) -> String {
-    let number = if value >= 100.0 || (value >= 1.0 && value.fract() == 0.0) {
+    let number = if value == 0.0 {
+        "0".to_string()
+    } else if value < 0.01 {
+        format!("{value:.3}")
+    } else if value >= 100.0 || (value >= 1.0 && value.fract() == 0.0) {
         format!("{value:.0}")
     } else if value >= 10.0 {
         format!("{value:.1}")

@@ -971,14 +971,19 @@ fn evaluate_targets(scenarios: &[Scenario]) -> Vec<Target> {
             if let Some(p) = scenarios.iter().find(|x| {
                 x.system == peer && x.method.contains(method) && !x.method.contains("(-1)")
             }) {
-                let ahead = s.during.latency.p99_us <= p.during.latency.p99_us
-                    && s.throughput_ratio >= p.throughput_ratio;
+                // Ahead: lower p99 and lower worst stall while the backups run, and throughput no
+                // more than one point lower (both sit at the offered rate when they keep up).
+                let ahead = s.during.latency.p99_us < p.during.latency.p99_us
+                    && s.during.latency.max_us < p.during.latency.max_us
+                    && s.throughput_ratio >= p.throughput_ratio - 0.01;
                 targets.push(Target {
                     what: format!("{policy}: writer impact below {peer} {}", p.method),
                     measured: format!(
-                        "p99 during {:.0} vs {:.0} us, throughput {:.1}% vs {:.1}%",
-                        s.during.latency.p99_us,
-                        p.during.latency.p99_us,
+                        "p99 during {:.1} vs {:.1} ms, max {:.1} vs {:.1} ms, throughput {:.1}% vs {:.1}%",
+                        s.during.latency.p99_us / 1e3,
+                        p.during.latency.p99_us / 1e3,
+                        s.during.latency.max_us / 1e3,
+                        p.during.latency.max_us / 1e3,
                         s.throughput_ratio * 100.0,
                         p.throughput_ratio * 100.0
                     ),
@@ -1040,7 +1045,15 @@ fn markdown(report: &Report) -> String {
     for s in &report.scenarios {
         let delta = s
             .delta_fraction
-            .map(|f| format!("{:.1}% ({} pages)", f * 100.0, s.delta_pages.unwrap_or(0)))
+            .map(|f| {
+                let digits = if f < 0.01 { 3 } else { 1 };
+                format!(
+                    "{:.*}% ({} pages)",
+                    digits,
+                    f * 100.0,
+                    s.delta_pages.unwrap_or(0)
+                )
+            })
             .unwrap_or_else(|| "–".into());
         let extra = match (s.extra_read_bytes, s.extra_written_bytes) {
             (Some(r), Some(w)) => format!("{} / {}", signed_bytes(r), signed_bytes(w)),
@@ -1173,7 +1186,7 @@ fn chart(report: &Report) -> String {
         },
         Panel {
             title: "Writer throughput during the backup, % of before".into(),
-            scale: Scale::Linear { max: 120.0 },
+            scale: Scale::Linear { max: 125.0 },
             series: vec![colour("during / before", "#6a9f58")],
             rows: rows(&|s| vec![Some(s.throughput_ratio * 100.0)]),
             references: vec![(95.0, "95% target".into())],
