@@ -40,6 +40,9 @@ use crate::sync::{thread, Arc, Condvar, Mutex, RwLock};
 use crate::types::{Epoch, Lsn, PageId, PartitionId};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 
+/// Bytes the merge reads back at a time to check the merged pages.
+const MERGE_READ_BYTES: u64 = 1 << 20;
+
 /// Called by the copier before it announces each chunk, with the partition and the chunk's first
 /// page. Tests use it to hold the copier at a chosen point and force a race order (S5).
 pub type CopyGate = Arc<dyn Fn(PartitionId, u32) + Send + Sync>;
@@ -873,15 +876,23 @@ impl Task {
                 .set_len(expected_len)
                 .ctx("size snapshot partition file", &target_path)?;
         }
-        // Read every page back: its footer must verify (no hole, no torn page: S3).
+        // Read every page back: its footer must verify (no hole, no torn page: S3). In chunks
+        // of up to 1 MiB: one read per page was most of the merge's time.
         let mut page_crcs = Vec::with_capacity(sealed.pages_at_cut as usize);
-        let mut page = vec![0u8; page_size as usize];
-        for index in 0..sealed.pages_at_cut {
+        let pages_per_read = (MERGE_READ_BYTES / page_size).max(1) as u32;
+        let mut chunk = vec![0u8; (pages_per_read as u64 * page_size) as usize];
+        let mut first = 0u32;
+        while first < sealed.pages_at_cut {
+            let count = pages_per_read.min(sealed.pages_at_cut - first);
+            let bytes = &mut chunk[..(count as u64 * page_size) as usize];
             target
-                .read_exact_at(&mut page, index as u64 * page_size)
-                .ctx("read back snapshot page", &target_path)?;
-            let footer = format::verify_page(&page, index, &target_path)?;
-            page_crcs.push(footer.crc);
+                .read_exact_at(bytes, first as u64 * page_size)
+                .ctx("read back snapshot pages", &target_path)?;
+            for (offset, page) in bytes.chunks_exact(page_size as usize).enumerate() {
+                let footer = format::verify_page(page, first + offset as u32, &target_path)?;
+                page_crcs.push(footer.crc);
+            }
+            first += count;
         }
         target
             .sync_all()
