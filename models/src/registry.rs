@@ -466,3 +466,37 @@ pub fn parse_bug<B: Copy>(
             }),
     }
 }
+
+/// Checks model `model` with seeded bug `bug` at the default bounds raised by the bug's needs
+/// (what `deltasnap-models check MODEL --bug BUG` does) and returns the counterexample to
+/// `violates` as engine events. Panics (a test failure) if the model or bug is unknown or the bug
+/// is not refuted: every seeded bug must be found (STYLE rule 2).
+pub fn refute_seeded_bug(model: &str, bug: &str, violates: &str) -> Vec<String> {
+    let entry = find(model).unwrap_or_else(|| panic!("unknown model `{model}`"));
+    let bounds = entry.bounds_for(&BoundValues::defaults(entry.bounds()), Some(bug));
+    let options = CheckOptions {
+        stop_at_first_failure: true,
+        ..CheckOptions::default()
+    };
+    let report = entry
+        .check(&bounds, Some(bug), options)
+        .unwrap_or_else(|e| panic!("{model} --bug {bug}: {e}"));
+    let property = report
+        .properties
+        .iter()
+        .find(|p| p.name == violates)
+        .unwrap_or_else(|| panic!("{model} has no property {violates:?}"));
+    assert_eq!(
+        property.verdict,
+        Verdict::Violated,
+        "seeded bug `{bug}` of model `{model}` was not found"
+    );
+    println!(
+        "{model} --bug {bug}: counterexample to \"{violates}\", {} steps",
+        property.trace.len()
+    );
+    for line in &property.trace {
+        println!("    {line}");
+    }
+    property.trace.clone()
+}

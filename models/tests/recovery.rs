@@ -1,8 +1,8 @@
 //! The crash-recovery model (R1, C3): if this fails, either the redo / checkpoint / control-file
 //! ordering of DESIGN §2–3 changed, or the model no longer refutes one of its seeded bugs.
 
-use deltasnap_models::recovery::{describe, RecoveryBounds, RecoveryBug, RecoveryModel};
-use deltasnap_models::registry::{check_model, CheckOptions, Verdict};
+use deltasnap_models::recovery::{RecoveryBounds, RecoveryBug, RecoveryModel};
+use deltasnap_models::registry;
 use stateright::{Checker, Model};
 
 /// Pinned so that a silent change of the model shows (BFS, one thread).
@@ -24,40 +24,6 @@ fn default_bounds_hold_and_state_count_is_pinned() {
 #[test]
 fn every_seeded_bug_is_found() {
     for bug in RecoveryBug::ALL {
-        let mut bounds = RecoveryBounds::default();
-        for (name, minimum) in bug.needs() {
-            match *name {
-                "crashes" => bounds.crashes = bounds.crashes.max(*minimum),
-                "writes" => bounds.writes = bounds.writes.max(*minimum),
-                "pages" => bounds.pages = bounds.pages.max(*minimum),
-                other => panic!("bug `{}` needs unknown bound `{other}`", bug.name()),
-            }
-        }
-        let model = RecoveryModel::new(bounds, Some(bug));
-        let options = CheckOptions {
-            stop_at_first_failure: true,
-            ..CheckOptions::default()
-        };
-        let report = check_model(model, describe, options);
-        let property = report
-            .properties
-            .iter()
-            .find(|p| p.name == bug.violates())
-            .expect("the bug names one of the model's properties");
-        assert_eq!(
-            property.verdict,
-            Verdict::Violated,
-            "seeded bug `{}` was not found",
-            bug.name()
-        );
-        println!(
-            "{}: counterexample to \"{}\", {} steps",
-            bug.name(),
-            bug.violates(),
-            property.trace.len()
-        );
-        for line in &property.trace {
-            println!("    {line}");
-        }
+        registry::refute_seeded_bug("recovery", bug.name(), bug.violates());
     }
 }
