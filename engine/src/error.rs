@@ -126,7 +126,6 @@ impl Error {
 }
 
 /// Attaches the step and path to an `io::Result`.
-#[allow(dead_code)] // FIXME(lead): used once engine code performs I/O; remove the allow then.
 pub(crate) trait IoContext<T> {
     fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T>;
 }

@@ -111,13 +111,11 @@ pub fn verify_page(page: &[u8], index: u32, file: &Path) -> Result<PageFooter> {
 
 /// Little-endian readers over a byte slice that fail with a `Corrupted` error instead of
 /// panicking when the input is short.
-#[allow(dead_code)] // FIXME(lead): used by the upcoming format readers; remove the allow then.
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     position: usize,
 }
 
-#[allow(dead_code)] // see `Reader`
 impl<'a> Reader<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
         Reader { bytes, position: 0 }
