@@ -79,10 +79,28 @@ mod switch {
             ACTIVE.fetch_and(!(1 << bug as u8), Ordering::SeqCst);
         }
     }
+
+    /// Executions of a checked body so far (see [`super::kill`]).
+    static ITERATIONS: AtomicU64 = AtomicU64::new(0);
+
+    pub fn count_iteration() -> u64 {
+        ITERATIONS.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub fn iterations() -> u64 {
+        ITERATIONS.load(Ordering::SeqCst)
+    }
+
+    pub fn reset_iterations() {
+        ITERATIONS.store(0, Ordering::SeqCst);
+    }
 }
 
 #[cfg(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle))]
 pub use switch::{active, set};
+
+#[cfg(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle))]
+pub mod kill;
 
 /// Normal builds: no bug is ever active.
 #[cfg(not(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle)))]

@@ -610,13 +610,18 @@ impl Task {
         let vfs = &self.shared.vfs;
         let mut tmp_gone = true;
         if result.is_err() && vfs.exists(&self.tmp_dir).unwrap_or(true) {
-            if let Err(error) = vfs.remove_dir_all(&self.tmp_dir) {
+            // The removal must be durable before the marker goes: otherwise a crash can bring
+            // the directory back with no marker left to remove it.
+            let removed = vfs
+                .remove_dir_all(&self.tmp_dir)
+                .and_then(|_| vfs.sync_dir(&self.options.target_dir));
+            if let Err(error) = removed {
                 tmp_gone = false;
                 tracing::warn!(dir = %self.tmp_dir.display(), %error, "could not remove the snapshot's temporary directory; the next open removes it");
             }
         }
         // The marker is what lets the next open remove the temporary directory: keep it until
-        // the directory is gone.
+        // the directory is durably gone.
         if tmp_gone {
             let marker = marker_path(&self.inner, &self.options.name);
             let marker_removed = vfs

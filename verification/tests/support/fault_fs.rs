@@ -6,7 +6,10 @@
 //! which turns the engine's threads into a deterministic sequence for the crash suite.
 //!
 //! Every fault that fired is recorded, so a test can assert that its fault did happen (a fault
-//! that never fires makes a failure test pass for nothing).
+//! that never fires makes a failure test pass for nothing). Operations are counted in the order
+//! rules see them ([`FaultFs::op_count`]), and can be recorded ([`FaultFs::record_ops`]), so that a
+//! fault matrix can fail "the n-th operation from here" and check it hit the same operation as in
+//! a clean run.
 
 use std::any::Any;
 use std::fmt;
@@ -54,6 +57,11 @@ struct Rule {
 struct Shared {
     inner: Arc<dyn Vfs>,
     rules: Mutex<Vec<Rule>>,
+    /// Operations seen (after any hold), counted under the `rules` lock so that the count and
+    /// the rule matching agree on the order.
+    op_count: Mutex<u64>,
+    /// Every operation seen since [`FaultFs::record_ops`], if recording.
+    recorded: Mutex<Option<Vec<Op>>>,
     fired: Mutex<Vec<Op>>,
     /// The thread whose operations wait, if any.
     held_thread: Mutex<Option<String>>,
@@ -75,6 +83,8 @@ impl FaultFs {
         FaultFs(Arc::new(Shared {
             inner,
             rules: Mutex::new(Vec::new()),
+            op_count: Mutex::new(0),
+            recorded: Mutex::new(None),
             fired: Mutex::new(Vec::new()),
             held_thread: Mutex::new(None),
             held_changed: Condvar::new(),
@@ -102,6 +112,23 @@ impl FaultFs {
         self.0.fired.lock().unwrap().clone()
     }
 
+    /// How many operations went through so far (failed ones included; an operation held by
+    /// [`FaultFs::hold_thread`] counts once it is let go).
+    pub fn op_count(&self) -> u64 {
+        let _rules = self.0.rules.lock().unwrap();
+        *self.0.op_count.lock().unwrap()
+    }
+
+    /// Records every operation from now on, in the order of [`FaultFs::op_count`].
+    pub fn record_ops(&self) {
+        *self.0.recorded.lock().unwrap() = Some(Vec::new());
+    }
+
+    /// The operations recorded since [`FaultFs::record_ops`].
+    pub fn recorded(&self) -> Vec<Op> {
+        self.0.recorded.lock().unwrap().clone().unwrap_or_default()
+    }
+
     /// From now on every operation of the thread named `name` waits until [`FaultFs::release`].
     pub fn hold_thread(&self, name: &str) {
         *self.0.held_thread.lock().unwrap() = Some(name.to_owned());
@@ -125,6 +152,10 @@ impl Shared {
         }
         drop(held);
         let mut rules = self.rules.lock().unwrap();
+        *self.op_count.lock().unwrap() += 1;
+        if let Some(recorded) = self.recorded.lock().unwrap().as_mut() {
+            recorded.push(op.clone());
+        }
         for rule in rules.iter_mut().filter(|r| !r.fired) {
             if !(rule.matches)(&op) {
                 continue;

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod fault_fs;
+pub mod matrix;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -123,6 +124,22 @@ impl History {
             shape,
             changes: Vec::new(),
         }
+    }
+
+    /// Creates partition `id` with `pages` zeroed pages after [`History::create`]. The states the
+    /// history rebuilds hold it from the start, so compare only states from its creation on.
+    pub fn create_partition(
+        &mut self,
+        engine: &Engine,
+        id: PartitionId,
+        pages: u32,
+    ) -> deltasnap::Result<()> {
+        engine.create_partition(id)?;
+        for _ in 0..pages {
+            engine.allocate_page(id)?;
+        }
+        self.shape.insert(id, pages);
+        Ok(())
     }
 
     pub fn pages(&self) -> Vec<PageId> {
