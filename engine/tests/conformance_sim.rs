@@ -1,12 +1,13 @@
 //! The engine against a `BTreeMap` reference on SimFs, with random writes, allocations, syncs,
-//! checkpoints, crashes (dropping or tearing unsynced writes) and reopens: after every reopen the
-//! state is the reference after some prefix of the history that contains every synced write (R1).
+//! checkpoints, crashes (dropping or tearing unsynced writes), crashes in the middle of a
+//! checkpoint, and reopens: after every reopen the state is the reference after some prefix of the
+//! history that contains every synced write (R1).
 
 mod support;
 
 use std::sync::Arc;
 
-use deltasnap::vfs::SimFs;
+use deltasnap::vfs::{FaultPlan, SimFs};
 use deltasnap::{Config, Engine, PageId, PartitionId};
 use proptest::prelude::*;
 use support::{proptest_config, StoreState};
@@ -35,6 +36,11 @@ enum Op {
     Crash {
         seed: u64,
     },
+    /// A power cut at the checkpoint's `at`-th I/O operation (or after it, if it has fewer).
+    CrashInCheckpoint {
+        at: u8,
+        seed: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -46,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Sync),
         2 => Just(Op::Checkpoint),
         1 => any::<u64>().prop_map(|seed| Op::Crash { seed }),
+        1 => (0..48u8, any::<u64>()).prop_map(|(at, seed)| Op::CrashInCheckpoint { at, seed }),
     ]
 }
 
@@ -84,11 +91,13 @@ fn apply(state: &mut StoreState, op: &Op) {
         Op::MetadataPut { key, value } => {
             state.metadata.insert(vec![key], vec![value]);
         }
-        Op::Sync | Op::Checkpoint | Op::Crash { .. } => {}
+        Op::Sync | Op::Checkpoint | Op::Crash { .. } | Op::CrashInCheckpoint { .. } => {}
     }
 }
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    #[cfg(feature = "seeded-bugs")]
+    deltasnap::bugs::kill::iteration();
     let sim = SimFs::new();
     let vfs: Arc<dyn deltasnap::vfs::Vfs> = Arc::new(sim.clone());
     let dir = std::path::Path::new("/store");
@@ -151,7 +160,18 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 durable = history.len() - 1;
                 prop_assert_eq!(&StoreState::read(&engine), history.last().unwrap());
             }
-            Op::Crash { seed } => {
+            Op::Crash { .. } | Op::CrashInCheckpoint { .. } => {
+                let seed = match *op {
+                    Op::CrashInCheckpoint { at, seed } => {
+                        sim.set_fault_plan(FaultPlan::crash_at(sim.op_count() + at as u64));
+                        if engine.checkpoint().is_ok() {
+                            durable = history.len() - 1;
+                        }
+                        seed
+                    }
+                    Op::Crash { seed } => seed,
+                    _ => unreachable!(),
+                };
                 std::mem::forget(engine);
                 sim.crash(seed);
                 engine = Engine::open_on(Arc::clone(&vfs), dir, config()).unwrap();
@@ -183,9 +203,26 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-#[test]
-fn engine_conforms_to_the_reference_across_crashes() {
-    proptest!(proptest_config(48), |(ops in proptest::collection::vec(op(), 1..120))| {
+fn check(config: proptest::test_runner::Config) {
+    proptest!(config, |(ops in proptest::collection::vec(op(), 1..120))| {
         run(ops)?;
     });
+}
+
+#[test]
+fn engine_conforms_to_the_reference_across_crashes() {
+    check(proptest_config(48));
+}
+
+/// Kill mode (see `deltasnap::bugs::kill`; needs the `seeded-bugs` feature): run alone,
+/// `--exact kill_matrix`. No shrinking: the cell ends at the first failing case.
+#[cfg(feature = "seeded-bugs")]
+#[test]
+fn kill_matrix() {
+    use deltasnap::bugs::kill;
+    if let Some(bug) = kill::requested() {
+        let mut config = proptest_config(48);
+        config.max_shrink_iters = 0;
+        println!("{}", kill::cell("proptest", bug, || check(config)));
+    }
 }

@@ -8,12 +8,14 @@
 mod common;
 
 use common::*;
+use deltasnap::bugs::kill;
 use deltasnap::sync::{thread, Arc};
 
 const THREADS: usize = 3;
 const ROUNDS: usize = 2;
 
 fn scenario() {
+    kill::iteration();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     let fs = TestFs::new();
@@ -42,6 +44,13 @@ fn scenario() {
     assert_eq!(replay_all(&wal, 0).len(), THREADS * ROUNDS);
 }
 
+fn schedules(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 fn group_commit_random_schedules() {
     shuttle::check_random(scenario, 300);
@@ -50,4 +59,20 @@ fn group_commit_random_schedules() {
 #[test]
 fn group_commit_pct_schedules() {
     shuttle::check_pct(scenario, 300, 3);
+}
+
+/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`, with the
+/// schedule budgets of the snapshot suite (`DELTASNAP_SHUTTLE_RANDOM`, `DELTASNAP_SHUTTLE_PCT`).
+#[test]
+fn kill_matrix() {
+    if let Some(bug) = kill::requested() {
+        let random = schedules("DELTASNAP_SHUTTLE_RANDOM", 300);
+        let cell = kill::cell("shuttle-random", bug, || {
+            shuttle::check_random(scenario, random)
+        });
+        println!("{cell}");
+        let pct = schedules("DELTASNAP_SHUTTLE_PCT", 300);
+        let cell = kill::cell("shuttle-pct", bug, || shuttle::check_pct(scenario, pct, 3));
+        println!("{cell}");
+    }
 }

@@ -32,6 +32,9 @@ enum Command {
         /// Print only the model names, one per line (for scripts).
         #[arg(long)]
         names: bool,
+        /// Print only `<model> <seeded bug>`, one pair per line (for scripts).
+        #[arg(long, conflicts_with = "names")]
+        bugs: bool,
     },
     /// Check a model exhaustively within its bounds.
     Check {
@@ -93,8 +96,14 @@ fn find_model(name: &str) -> Result<Box<dyn ModelEntry>, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::List { names } => {
-            if names {
+        Command::List { names, bugs } => {
+            if bugs {
+                for model in registry::registry() {
+                    for bug in model.bugs() {
+                        println!("{} {}", model.name(), bug.name);
+                    }
+                }
+            } else if names {
                 for model in registry::registry() {
                     println!("{}", model.name());
                 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use deltasnap::bugs::{self, Bug};
+use deltasnap::bugs::{self, kill, Bug};
 use deltasnap::vfs::{FaultPlan, SimFs, Vfs};
 use deltasnap::{Config, Engine, PageId, PartitionId};
 
@@ -84,6 +84,7 @@ fn crash_at_every_checkpoint_operation() -> Result<usize, String> {
     let mut points = 0;
     for crash_at in first..last {
         for seed in CRASH_SEEDS {
+            kill::iteration();
             let sim = SimFs::new();
             let (engine, history, synced) = prepare(&sim);
             assert_eq!(sim.op_count(), first, "the scenario is deterministic");
@@ -125,5 +126,18 @@ fn crash_at_every_operation_of_a_checkpoint_loses_nothing_synced() {
         bugs::set(bug, false);
         let violation = result.expect_err(&format!("seeded bug {} must be caught", bug.name()));
         eprintln!("seeded bug {} caught: {violation}", bug.name());
+    }
+}
+
+/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
+#[test]
+fn kill_matrix() {
+    if let Some(bug) = kill::requested() {
+        println!(
+            "{}",
+            kill::cell("crash", bug, || {
+                crash_at_every_checkpoint_operation().unwrap();
+            })
+        );
     }
 }

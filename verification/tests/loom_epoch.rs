@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use deltasnap::bugs::{self, Bug};
+use deltasnap::bugs::{self, kill, Bug};
 use deltasnap::epoch::Epochs;
 use deltasnap::{PageId, PartitionId};
 use loom::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +19,10 @@ fn model(f: impl Fn() + Send + Sync + 'static) {
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(3);
     }
-    builder.check(f);
+    builder.check(move || {
+        kill::iteration();
+        f()
+    });
 }
 
 /// Two writers and one cut. Each writer registers, records its epoch and marks its page dirty;
@@ -81,34 +84,50 @@ fn seeded_bug_drain_that_does_not_wait_is_caught() {
 
 /// K1: a write that causally follows a write of epoch E+1 never gets epoch E. Writer A writes
 /// and publishes its epoch; writer B reads A's epoch and then writes: B's epoch >= A's.
+fn causally_later_writes() {
+    let epochs = Arc::new(Epochs::new(1));
+    let seen = Arc::new(AtomicU64::new(0));
+    let a = {
+        let (epochs, seen) = (Arc::clone(&epochs), Arc::clone(&seen));
+        loom::thread::spawn(move || {
+            let guard = epochs.enter();
+            seen.store(guard.epoch(), Ordering::Release);
+        })
+    };
+    let b = {
+        let (epochs, seen) = (Arc::clone(&epochs), Arc::clone(&seen));
+        loom::thread::spawn(move || {
+            let before = seen.load(Ordering::Acquire);
+            let guard = epochs.enter();
+            assert!(
+                guard.epoch() >= before,
+                "K1: epoch {} after a write of {before}",
+                guard.epoch()
+            );
+        })
+    };
+    drop(epochs.cut());
+    a.join().unwrap();
+    b.join().unwrap();
+}
+
 #[test]
 fn k1_causally_later_writes_never_get_an_older_epoch() {
     bugs::set(Bug::SkipRegistrationRecheck, false);
     bugs::set(Bug::DrainDoesNotWait, false);
-    model(|| {
-        let epochs = Arc::new(Epochs::new(1));
-        let seen = Arc::new(AtomicU64::new(0));
-        let a = {
-            let (epochs, seen) = (Arc::clone(&epochs), Arc::clone(&seen));
-            loom::thread::spawn(move || {
-                let guard = epochs.enter();
-                seen.store(guard.epoch(), Ordering::Release);
+    model(causally_later_writes);
+}
+
+/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
+#[test]
+fn kill_matrix() {
+    if let Some(bug) = kill::requested() {
+        println!(
+            "{}",
+            kill::cell("loom", bug, || {
+                model(writers_against_the_cut);
+                model(causally_later_writes);
             })
-        };
-        let b = {
-            let (epochs, seen) = (Arc::clone(&epochs), Arc::clone(&seen));
-            loom::thread::spawn(move || {
-                let before = seen.load(Ordering::Acquire);
-                let guard = epochs.enter();
-                assert!(
-                    guard.epoch() >= before,
-                    "K1: epoch {} after a write of {before}",
-                    guard.epoch()
-                );
-            })
-        };
-        drop(epochs.cut());
-        a.join().unwrap();
-        b.join().unwrap();
-    });
+        );
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use deltasnap::bugs::{self, Bug};
+use deltasnap::bugs::{self, kill, Bug};
 use deltasnap::sync::Arc;
 use deltasnap::vfs::{SimFs, Vfs};
 use deltasnap::wal::{Record, Wal, WalConfig};
@@ -22,7 +22,10 @@ fn model(f: impl Fn() + Send + Sync + 'static) {
         // buffer write and its fsync while the other caller arrives, in about a second.
         builder.preemption_bound = Some(2);
     }
-    builder.check(f);
+    builder.check(move || {
+        kill::iteration();
+        f()
+    });
 }
 
 /// Two threads append one record each and sync; when `sync` returns, the durable bytes of the
@@ -69,4 +72,12 @@ fn a_returned_sync_covers_the_callers_record() {
 fn seeded_bug_sync_not_waiting_for_the_leader_is_caught() {
     bugs::set(Bug::SyncSkipsWaitForLeader, true);
     model(two_appenders_sync);
+}
+
+/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
+#[test]
+fn kill_matrix() {
+    if let Some(bug) = kill::requested() {
+        println!("{}", kill::cell("loom", bug, || model(two_appenders_sync)));
+    }
 }

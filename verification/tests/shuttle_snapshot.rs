@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use deltasnap::bugs::{self, Bug};
+use deltasnap::bugs::{self, kill, Bug};
 use deltasnap::sync::{thread, Arc, Mutex};
 use deltasnap::vfs::{SimFs, Vfs};
 use deltasnap::{Config, DeltaPolicy, Engine, PageId, PartitionId, SnapshotOptions, WriteReceipt};
@@ -31,15 +31,17 @@ fn config() -> Config {
     }
 }
 
-type Log = Arc<Mutex<Vec<(PageId, u8, WriteReceipt)>>>;
+type Log = Arc<Mutex<Vec<(PageId, usize, u8, WriteReceipt)>>>;
 
-fn write(engine: &Engine, log: &Log, index: u32, byte: u8) {
+/// Writes 8 bytes `byte` at `offset` of page `index`.
+fn write(engine: &Engine, log: &Log, index: u32, offset: usize, byte: u8) {
     let page = PageId::new(PartitionId(0), index);
-    let receipt = engine.write(page, 0, &[byte; 8]).unwrap();
-    log.lock().push((page, byte, receipt));
+    let receipt = engine.write(page, offset, &[byte; 8]).unwrap();
+    log.lock().push((page, offset, byte, receipt));
 }
 
 fn scenario(policy: DeltaPolicy) {
+    kill::iteration();
     let sim = SimFs::new();
     let vfs: Arc<dyn Vfs> = Arc::new(sim);
     let engine = Arc::new(Engine::open_on(Arc::clone(&vfs), "/s/store", config()).unwrap());
@@ -47,23 +49,27 @@ fn scenario(policy: DeltaPolicy) {
     engine.create_partition(PartitionId(0)).unwrap();
     for i in 0..PAGES {
         engine.allocate_page(PartitionId(0)).unwrap();
-        write(&engine, &log, i, 1);
+        write(&engine, &log, i, 0, 1);
     }
     engine.checkpoint().unwrap();
     for i in 0..PAGES / 2 {
-        write(&engine, &log, i, 2);
+        write(&engine, &log, i, 0, 2);
     }
     let writers: Vec<_> = (0..2u32)
         .map(|w| {
             let (engine, log) = (Arc::clone(&engine), Arc::clone(&log));
             thread::spawn(move || {
                 for n in 0..4u32 {
-                    write(
-                        &engine,
-                        &log,
-                        (w * 3 + n * 2) % PAGES,
-                        10 + (w * 4 + n) as u8,
-                    );
+                    // The last write of both writers goes to page 0, each at its own offset: a
+                    // writer the cut passed must find the other's newer image there and retry,
+                    // or its write would carry the other's into an older epoch (K1, K2).
+                    let index = if n % 2 == 1 {
+                        0
+                    } else {
+                        (w * 3 + n * 2) % PAGES
+                    };
+                    let offset = 8 * (w as usize + 1);
+                    write(&engine, &log, index, offset, 10 + (w * 4 + n) as u8);
                 }
             })
         })
@@ -90,10 +96,10 @@ fn scenario(policy: DeltaPolicy) {
         .map(|i| (PageId::new(PartitionId(0), i), vec![0; payload]))
         .collect();
     let mut writes = log.lock().clone();
-    writes.sort_by_key(|(_, _, receipt)| receipt.lsn);
-    for (page, byte, receipt) in &writes {
+    writes.sort_by_key(|(_, _, _, receipt)| receipt.lsn);
+    for (page, offset, byte, receipt) in &writes {
         if receipt.epoch <= manifest.cut_epoch {
-            reference.get_mut(page).unwrap()[..8].fill(*byte);
+            reference.get_mut(page).unwrap()[*offset..][..8].fill(*byte);
         }
     }
     deltasnap::restore_on(&vfs, Path::new("/s/snap"), Path::new("/s/restored")).unwrap();
@@ -135,10 +141,16 @@ fn check(policy: DeltaPolicy) {
         shuttle::replay_from_file(move || scenario(policy), file);
         return;
     }
-    let random = iterations("DELTASNAP_SHUTTLE_RANDOM", 1000);
-    Runner::new(RandomScheduler::new(random), shuttle_config()).run(move || scenario(policy));
-    let pct = iterations("DELTASNAP_SHUTTLE_PCT", 300);
-    Runner::new(PctScheduler::new(3, pct), shuttle_config()).run(move || scenario(policy));
+    random(policy, iterations("DELTASNAP_SHUTTLE_RANDOM", 1000));
+    pct(policy, iterations("DELTASNAP_SHUTTLE_PCT", 300));
+}
+
+fn random(policy: DeltaPolicy, schedules: usize) {
+    Runner::new(RandomScheduler::new(schedules), shuttle_config()).run(move || scenario(policy));
+}
+
+fn pct(policy: DeltaPolicy, schedules: usize) {
+    Runner::new(PctScheduler::new(3, schedules), shuttle_config()).run(move || scenario(policy));
 }
 
 #[test]
@@ -162,4 +174,23 @@ fn snapshot_under_writers_and_checkpoints_cursor_aware_policy() {
 fn seeded_bug_skipped_phase_a_capture_is_caught() {
     bugs::set(Bug::SkipNewImageCapture, true);
     Runner::new(RandomScheduler::new(200), shuttle_config()).run(|| scenario(DeltaPolicy::Full));
+}
+
+/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`. Both policies with
+/// each scheduler, at the budgets of the normal run.
+#[test]
+fn kill_matrix() {
+    if let Some(bug) = kill::requested() {
+        let policies = [DeltaPolicy::Full, DeltaPolicy::CursorAware];
+        let schedules = iterations("DELTASNAP_SHUTTLE_RANDOM", 1000);
+        let cell = kill::cell("shuttle-random", bug, || {
+            policies.into_iter().for_each(|p| random(p, schedules))
+        });
+        println!("{cell}");
+        let schedules = iterations("DELTASNAP_SHUTTLE_PCT", 300);
+        let cell = kill::cell("shuttle-pct", bug, || {
+            policies.into_iter().for_each(|p| pct(p, schedules))
+        });
+        println!("{cell}");
+    }
 }

@@ -13,6 +13,7 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 
+use deltasnap::bugs::kill;
 use deltasnap::vfs::{FaultPlan, SimFs, Vfs};
 use deltasnap::{Engine, JobKind, PageId};
 use support::fault_fs::FaultFs;
@@ -164,6 +165,7 @@ struct Tally {
 
 /// Crashes `run` at `crash_at` with `seed`, reopens, and checks the module doc's properties.
 fn crash_and_check(crash_at: u64, seed: u64, tally: &mut Tally) -> Result<(), String> {
+    kill::iteration();
     let run = run(Some(crash_at));
     let fail = |what: String| {
         format!("crash at op {crash_at} seed {seed}: {what} (replay with DELTASNAP_CRASH_POINT={crash_at}:{seed})")
@@ -247,19 +249,7 @@ fn crash_at_every_operation_of_a_snapshot_leaves_a_whole_snapshot_or_none() {
         crash_and_check(crash_at, seed, &mut tally).unwrap();
         return;
     }
-    let clean = run(None);
-    let ops = clean.ops.clone();
-    assert!(
-        ops.end - ops.start > 50,
-        "the snapshot did some I/O: {ops:?}"
-    );
-    for crash_at in ops.clone() {
-        for seed in CRASH_SEEDS {
-            if let Err(violation) = crash_and_check(crash_at, seed, &mut tally) {
-                panic!("{violation}");
-            }
-        }
-    }
+    let ops = sweep(&mut tally).unwrap_or_else(|violation| panic!("{violation}"));
     eprintln!(
         "snapshot operations {ops:?}: crash points tried {} ({} operations x {} seeds), snapshot published in {}, unfinished snapshots removed at reopen {}",
         tally.points,
@@ -268,4 +258,34 @@ fn crash_at_every_operation_of_a_snapshot_leaves_a_whole_snapshot_or_none() {
         tally.published,
         tally.unfinished_removed
     );
+}
+
+/// A clean run, then a crash at each of its snapshot's operations with each seed; returns the
+/// operations, or the first violation.
+fn sweep(tally: &mut Tally) -> Result<std::ops::Range<u64>, String> {
+    let clean = run(None);
+    let ops = clean.ops.clone();
+    assert!(
+        ops.end - ops.start > 50,
+        "the snapshot did some I/O: {ops:?}"
+    );
+    for crash_at in ops.clone() {
+        for seed in CRASH_SEEDS {
+            crash_and_check(crash_at, seed, tally)?;
+        }
+    }
+    Ok(ops)
+}
+
+/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
+#[test]
+fn kill_matrix() {
+    if let Some(bug) = kill::requested() {
+        println!(
+            "{}",
+            kill::cell("crash", bug, || {
+                sweep(&mut Tally::default()).unwrap();
+            })
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask verify [--quick | --deep]`: every verification tier, in the configuration each
 //! needs (DESIGN §6). CI runs exactly `cargo xtask verify`.
 //!
+//! `cargo xtask killmatrix [--quick]`: every seeded bug against every tier ([`killmatrix`]).
+//!
 //! Each checker mode (std, loom, shuttle) builds into its own target directory: changing
 //! `RUSTFLAGS` invalidates the whole build cache, so sharing one directory would rebuild
 //! everything at every switch.
@@ -9,6 +11,11 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
+
+mod killmatrix;
+
+const USAGE: &str =
+    "usage: cargo xtask verify [--quick | --deep] | cargo xtask killmatrix [--quick]";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Depth {
@@ -27,7 +34,7 @@ struct Step {
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(command) = args.first() else {
-        eprintln!("usage: cargo xtask verify [--quick | --deep]");
+        eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
     match command.as_str() {
@@ -45,8 +52,16 @@ fn main() -> ExitCode {
             };
             verify(depth)
         }
+        "killmatrix" => match args.get(1).map(String::as_str) {
+            None => killmatrix::killmatrix(&workspace_root(), false),
+            Some("--quick") => killmatrix::killmatrix(&workspace_root(), true),
+            Some(other) => {
+                eprintln!("unknown option {other}; {USAGE}");
+                ExitCode::from(2)
+            }
+        },
         other => {
-            eprintln!("unknown command {other}; usage: cargo xtask verify [--quick | --deep]");
+            eprintln!("unknown command {other}; {USAGE}");
             ExitCode::from(2)
         }
     }

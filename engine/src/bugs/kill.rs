@@ -118,7 +118,7 @@ fn measure(tier: &str, bug: &'static str, workload: impl FnOnce()) -> Cell {
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "panic with a non-text payload".into());
         let line = text.lines().next().unwrap_or_default();
-        line.chars().take(200).collect::<String>()
+        line.chars().take(400).collect::<String>()
     });
     Cell {
         tier: tier.to_string(),
