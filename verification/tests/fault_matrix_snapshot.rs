@@ -231,10 +231,14 @@ fn check_no_leftovers(vfs: &Arc<dyn Vfs>) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether the operation is the snapshot's own I/O (its target directory or its marker), which
-/// may fail the snapshot but never the engine.
+/// Whether the operation is the snapshot's own I/O (its task thread's: marker, copy, merge,
+/// publish, cleanup; or on its target directory or marker from any thread: setup, delta
+/// appends), which may fail the snapshot but never the engine. (The hook's reads of partition
+/// files run on the checkpointer's thread and count as the store's.)
 fn is_snapshot_io(op: &Op) -> bool {
-    op.path.starts_with(target_dir()) || op.path.starts_with(store_dir().join("snapshots-tmp"))
+    op.on_thread(SNAPSHOT_THREAD)
+        || op.path.starts_with(target_dir())
+        || op.path.starts_with(store_dir().join("snapshots-tmp"))
 }
 
 /// Fails the `index`-th operation of the run with `error` (or none), then does what `then` says,

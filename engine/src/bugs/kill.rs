@@ -9,7 +9,9 @@
 //! KILLMATRIX tier=<tier> bug=<name> caught_at=<iteration>|not-caught iterations=<n> [reason=<panic message>]
 //! ```
 //!
-//! and passes either way, so that xtask collects every cell. An *iteration* is the tier's unit
+//! and passes either way, so that xtask collects every cell. The tiers are `loom`,
+//! `shuttle-random`, `shuttle-pct`, `proptest` and `crash` (the model tier is the
+//! `deltasnap-models` binary, which xtask runs itself). An *iteration* is the tier's unit
 //! of work: one loom or shuttle execution, one proptest case, one crash or fault point. The
 //! budget is the tier's own knob (`LOOM_MAX_PREEMPTIONS`, `DELTASNAP_SHUTTLE_RANDOM`,
 //! `DELTASNAP_SHUTTLE_PCT`, `PROPTEST_CASES`; the crash and fault sweeps are exhaustive).
@@ -28,7 +30,9 @@
 //!    ```
 //!    (several workloads: run them in one closure, one after the other; the first that panics
 //!    ends the cell);
-//! 3. list the binary under its tier in `xtask/src/main.rs` (`KILL_BINARIES`).
+//! 3. make sure `cargo xtask killmatrix` builds it: every `loom_*` and `*shuttle*` test target
+//!    is picked up by glob; std ones are listed in `Mode::build_args` of
+//!    `xtask/src/killmatrix.rs`.
 //!
 //! The switch is process-wide: xtask runs one cell per process, `--exact kill_matrix`.
 
