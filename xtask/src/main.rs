@@ -111,7 +111,7 @@ fn steps(depth: Depth, root: &Path) -> Vec<Step> {
             env: vec![],
         },
         Step {
-            name: "loom (epoch handshake, group commit; exhaustive within the preemption bound)",
+            name: "loom (epoch handshake, group commit, Published, snapshot hook vs close and cursor window; exhaustive within the preemption bound)",
             program: "cargo",
             args: cargo(&[
                 "test",
