@@ -44,13 +44,14 @@ const EXPECTED: [Seen; 9] = [
     Seen::SkipAlreadyCaptured,
     Seen::SkipBeyondCut,
     Seen::SkipComplete,
-    Seen::StepMetHookCallInFlight,
+    Seen::StepWaitedForHookCall,
 ];
 
 #[test]
 fn merge_reads_every_decided_capture_full_policy() {
     only(None);
     let coverage = close_races_a_capture(DeltaPolicy::Full).check();
+    coverage.assert_never(&[Seen::AnnounceBetweenDecisionAndWrite]);
     coverage.assert_saw(&EXPECTED);
 }
 
@@ -58,6 +59,7 @@ fn merge_reads_every_decided_capture_full_policy() {
 fn merge_reads_every_decided_capture_cursor_aware_policy() {
     only(None);
     let coverage = close_races_a_capture(DeltaPolicy::CursorAware).check();
+    coverage.assert_never(&[Seen::AnnounceBetweenDecisionAndWrite]);
     coverage.assert_saw(&EXPECTED);
     coverage.assert_saw(&[Seen::SkipCopierWillRead, Seen::SkipAlreadyCopied]);
 }

@@ -45,6 +45,15 @@ use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 pub struct HookState<T> {
     pub protocol: PartitionSnapshot,
     pub io: T,
+    steps_waited: u64,
+}
+
+impl<T> HookState<T> {
+    /// How many [`when_idle`](HookCell::when_idle) steps found a hook call in flight and waited
+    /// for it: the contention the hook lock resolved (the loom tier asserts it happened).
+    pub fn steps_waited(&self) -> u64 {
+        self.steps_waited
+    }
 }
 
 /// One partition's hook lock. See the module docs.
@@ -59,7 +68,11 @@ pub struct HookCell<T> {
 impl<T> HookCell<T> {
     pub fn new(protocol: PartitionSnapshot, io: T) -> Self {
         HookCell {
-            state: Mutex::new(HookState { protocol, io }),
+            state: Mutex::new(HookState {
+                protocol,
+                io,
+                steps_waited: 0,
+            }),
             changed: Condvar::new(),
         }
     }
@@ -113,8 +126,11 @@ impl<T> HookCell<T> {
     /// hook call is in flight, under the lock.
     pub fn when_idle<R>(&self, step: impl FnOnce(&mut HookState<T>) -> R) -> R {
         let mut state = self.state.lock();
-        while state.protocol.hook_in_flight().is_some() {
-            state = self.changed.wait(state);
+        if state.protocol.hook_in_flight().is_some() {
+            state.steps_waited += 1;
+            while state.protocol.hook_in_flight().is_some() {
+                state = self.changed.wait(state);
+            }
         }
         step(&mut state)
     }

@@ -24,6 +24,13 @@
 //! - **S1** (through S3): the merged partition equals its content at the cut (version 1 for the
 //!   pages `S` wrote, version 0 for the others), with no page missing.
 //!
+//! The hook lock's own contract, that the copier cannot announce a page's chunk between the hook's
+//! decision for the page and its file write, is recorded rather than asserted
+//! ([`Seen::AnnounceBetweenDecisionAndWrite`], from a copier read that finds the page decided,
+//! not yet written, and not announced at the decision): the tests assert it never happens without
+//! a seeded bug, and that it does happen with `cursor-decision-not-atomic`, which the full policy
+//! tolerates.
+//!
 //! Loom explores every interleaving of the two threads within the preemption bound; each
 //! scenario's test also asserts, through [`Coverage`], that the interesting cases happened at least
 //! once (both race orders of S5, each kind of capture and skip it expects), so that a scenario that
@@ -32,7 +39,7 @@
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering as StdOrdering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as StdOrdering};
 use std::time::{Duration, Instant};
 
 use deltasnap::snapshot::hook::{HookCell, HookState};
@@ -46,8 +53,9 @@ const PAGE_SIZE: u32 = 4096;
 /// 4). Every seeded bug of the hook lock needs one preemption: the checkpointer is switched out
 /// between the early end of its hook call and its capture or file write, and the task thread runs
 /// into the gap (its own blocking waits are not preemptions); both are caught at bound 1 and missed
-/// at bound 0. Bound 3 leaves room for the copier being preempted as well (inside its chunk, or
-/// between announce and read) and costs about a thousand executions, under a second.
+/// at bound 0. The coverage the tests assert needs bound 2 (`cargo xtask verify --quick`). Bound 3
+/// leaves room for the copier being preempted as well (inside its chunk, or between announce and
+/// read) and costs about a thousand executions, under a second.
 const DEFAULT_PREEMPTION_BOUND: usize = 3;
 
 /// A page's content, named by the write that produced it: 0 was on disk before the cut, 1 was
@@ -57,19 +65,47 @@ pub type Version = u8;
 /// The partition file: one version per page; a write at the end grows it.
 #[derive(Debug)]
 struct MemFile {
-    pages: Mutex<Vec<Version>>,
+    state: Mutex<FileState>,
+}
+
+#[derive(Debug)]
+struct FileState {
+    pages: Vec<Version>,
+    /// The page the checkpointer's hook has decided on and whose write has not landed yet, with
+    /// the copier's `reading_end` at the decision. Bookkeeping only: it lets a copier read tell
+    /// that the window it read through was announced after the decision (the slip the hook lock
+    /// forbids).
+    decided_not_written: Option<(u32, u32)>,
 }
 
 impl MemFile {
+    /// The hook's read of an old image.
     fn read(&self, index: u32) -> Version {
-        let pages = self.pages.lock();
-        *pages
+        let state = self.state.lock();
+        *state
+            .pages
             .get(index as usize)
             .unwrap_or_else(|| panic!("read of page {index} past the end of the file"))
     }
 
+    /// The copier's read; also tells whether the page's chunk was announced between the hook's
+    /// decision for the page and its file write.
+    fn read_for_copy(&self, index: u32) -> (Version, bool) {
+        let state = self.state.lock();
+        let slipped = state
+            .decided_not_written
+            .is_some_and(|(decided, reading_end)| decided == index && reading_end <= index);
+        (state.pages[index as usize], slipped)
+    }
+
+    /// The hook decided on page `index` with the copier's window at `reading_end`.
+    fn decided(&self, index: u32, reading_end: u32) {
+        self.state.lock().decided_not_written = Some((index, reading_end));
+    }
+
     fn write(&self, index: u32, version: Version) {
-        let mut pages = self.pages.lock();
+        let mut state = self.state.lock();
+        let pages = &mut state.pages;
         let index = index as usize;
         assert!(index <= pages.len(), "write of page {index} leaves a hole");
         if index == pages.len() {
@@ -77,6 +113,7 @@ impl MemFile {
         } else {
             pages[index] = version;
         }
+        state.decided_not_written = None;
     }
 }
 
@@ -125,13 +162,16 @@ pub enum Seen {
     SkipBeyondCut,
     /// A decision after the merge closed the hook.
     Closed,
-    /// A copier or merge step was asked for while the checkpointer's hook call was in flight (it
-    /// had to wait: the race the hook lock is for).
-    StepMetHookCallInFlight,
+    /// A copier or merge step found the checkpointer's hook call in flight and waited for it
+    /// (the race the hook lock is for).
+    StepWaitedForHookCall,
+    /// The copier announced a page's chunk after the hook's decision for the page and read it
+    /// before the file write: what the hook lock forbids (only a seeded bug gets here).
+    AnnounceBetweenDecisionAndWrite,
 }
 
 impl Seen {
-    const ALL: [Seen; 11] = [
+    const ALL: [Seen; 12] = [
         Seen::CopyDoneBeforeCheckpointEnded,
         Seen::CheckpointEndedBeforeCopyDone,
         Seen::NewImage,
@@ -142,7 +182,8 @@ impl Seen {
         Seen::SkipComplete,
         Seen::SkipBeyondCut,
         Seen::Closed,
-        Seen::StepMetHookCallInFlight,
+        Seen::StepWaitedForHookCall,
+        Seen::AnnounceBetweenDecisionAndWrite,
     ];
 
     fn of(capture: Capture) -> Seen {
@@ -165,9 +206,6 @@ impl Seen {
 pub struct Coverage {
     executions: AtomicUsize,
     seen: AtomicU64,
-    /// Set by the checkpointer from the return of `before_page_write` to just before the call's
-    /// guard is dropped (so, while set, the call is in flight); false between executions.
-    hook_call_open: AtomicBool,
 }
 
 impl Coverage {
@@ -181,6 +219,16 @@ impl Coverage {
 
     pub fn executions(&self) -> usize {
         self.executions.load(StdOrdering::Relaxed)
+    }
+
+    /// Panics if any of `forbidden` happened in some execution.
+    pub fn assert_never(&self, forbidden: &[Seen]) {
+        let happened: Vec<Seen> = forbidden.iter().copied().filter(|s| self.saw(*s)).collect();
+        assert!(
+            happened.is_empty(),
+            "{happened:?} happened within {} executions",
+            self.executions()
+        );
     }
 
     /// Panics unless every one of `expected` happened in some execution.
@@ -249,7 +297,10 @@ impl Scenario {
     fn run(self, coverage: &Arc<Coverage>) {
         let execution = coverage.executions.fetch_add(1, StdOrdering::Relaxed) + 1;
         let file = Arc::new(MemFile {
-            pages: Mutex::new(vec![0; self.pages_on_disk as usize]),
+            state: Mutex::new(FileState {
+                pages: vec![0; self.pages_on_disk as usize],
+                decided_not_written: None,
+            }),
         });
         let protocol = PartitionSnapshot::at_cut(
             self.policy,
@@ -308,20 +359,20 @@ impl Scenario {
                 let mut copied_end = 0;
                 while copied_end < copy_end {
                     let reading_end = (copied_end + self.chunk_pages).min(copy_end);
-                    task_step(&cell, &coverage, |state| {
-                        state.protocol.announce(reading_end)
-                    })
-                    .expect("announce");
+                    cell.when_idle(|state| state.protocol.announce(reading_end))
+                        .expect("announce");
                     for index in copied_end..reading_end {
-                        copy[index as usize] = Some(file.read(index));
+                        let (version, slipped) = file.read_for_copy(index);
+                        if slipped {
+                            coverage.record(Seen::AnnounceBetweenDecisionAndWrite);
+                        }
+                        copy[index as usize] = Some(version);
                     }
-                    task_step(&cell, &coverage, |state| {
-                        state.protocol.chunk_copied(reading_end)
-                    })
-                    .expect("chunk_copied");
+                    cell.when_idle(|state| state.protocol.chunk_copied(reading_end))
+                        .expect("chunk_copied");
                     copied_end = reading_end;
                 }
-                task_step(&cell, &coverage, |state| {
+                cell.when_idle(|state| {
                     coverage.record(if state.protocol.is_checkpoint_ended() {
                         Seen::CheckpointEndedBeforeCopyDone
                     } else {
@@ -337,8 +388,9 @@ impl Scenario {
                     has_ended = ended.1.wait(has_ended);
                 }
                 drop(has_ended);
-                let sealed =
-                    task_step(&cell, &coverage, |state| state.protocol.close()).expect("close");
+                let sealed = cell
+                    .when_idle(|state| state.protocol.close())
+                    .expect("close");
                 let delta = cell.lock().io.read_for_merge();
                 let mut merged = copy;
                 merged.resize(sealed.pages_at_cut as usize, None);
@@ -360,7 +412,16 @@ impl Scenario {
 
         let decided = checkpointer.join().expect("checkpointer");
         let (delta_read, merged) = task.join().expect("task");
-        let late = cell.lock().io.appended_after_merge_read.clone();
+        let (late, steps_waited) = {
+            let state = cell.lock();
+            (
+                state.io.appended_after_merge_read.clone(),
+                state.steps_waited(),
+            )
+        };
+        if steps_waited > 0 {
+            coverage.record(Seen::StepWaitedForHookCall);
+        }
 
         let context = || {
             format!(
@@ -404,6 +465,10 @@ fn write_through_hook(
 ) {
     let capture = |capture: Capture, state: &mut HookState<MemIo>| {
         coverage.record(Seen::of(capture));
+        state
+            .io
+            .file
+            .decided(index, state.protocol.window().reading_end);
         let image = match capture {
             Capture::NewImage => Some(version),
             Capture::OldImageFromFile => Some(state.io.file.read(index)),
@@ -417,25 +482,11 @@ fn write_through_hook(
     let (call, captured) = cell
         .before_page_write(index, capture)
         .unwrap_or_else(|error| panic!("the hook refused page {index}: {error}"));
-    coverage.hook_call_open.store(true, StdOrdering::Relaxed);
     file.write(index, version);
-    coverage.hook_call_open.store(false, StdOrdering::Relaxed);
     drop(call);
     if let Some(image) = captured {
         decided.push((index, image));
     }
-}
-
-/// A copier or merge step, through the hook lock as the engine's task does it.
-fn task_step<R>(
-    cell: &Cell,
-    coverage: &Coverage,
-    step: impl FnOnce(&mut HookState<MemIo>) -> R,
-) -> R {
-    if coverage.hook_call_open.load(StdOrdering::Relaxed) {
-        coverage.record(Seen::StepMetHookCallInFlight);
-    }
-    cell.when_idle(step)
 }
 
 /// Prints what one exploration cost (the lead's budget for the loom tier).
