@@ -38,6 +38,7 @@
 
 use crate::bugs::{self, Bug};
 use crate::snapshot::protocol::{Capture, PartitionSnapshot, ProtocolError};
+use crate::snapshot::trace;
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// What the hook lock guards: the protocol state and the I/O it steers.
@@ -152,8 +153,10 @@ impl<T> HookCell<T> {
     }
 }
 
+/// `page_write_done`, recorded in the snapshot trace inside the critical section (`trace`).
 fn end_call<T>(state: &mut HookState<T>, index: u32) {
-    if let Err(error) = state.protocol.page_write_done(index) {
+    let done = state.protocol.page_write_done(index);
+    if let Err(error) = done.inspect(|()| trace::page_write_done(index)) {
         debug_assert!(false, "page_write_done({index}) refused: {error}");
     }
 }

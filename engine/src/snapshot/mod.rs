@@ -14,6 +14,7 @@
 //! - [`manifest`]: what a published snapshot holds (format.md §5.2).
 //! - `task`: the hook, the copier, the merge and the publish around the protocol.
 //! - [`verify`]: `verify_snapshot` and `restore`.
+//! - [`trace`]: the protocol events a test build records, for trace validation against the model.
 
 pub(crate) mod delta;
 #[doc(hidden)]
@@ -21,6 +22,7 @@ pub mod hook;
 pub mod manifest;
 pub mod protocol;
 pub(crate) mod task;
+pub mod trace;
 pub mod verify;
 
 pub use task::{CopyGate, SnapshotHandle, SnapshotOptions, SnapshotProgress};

@@ -36,6 +36,7 @@ use crate::snapshot::manifest::{
     MANIFEST_FORMAT_VERSION,
 };
 use crate::snapshot::protocol::{Capture, DeltaPolicy, PartitionSnapshot};
+use crate::snapshot::trace;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::sync::{thread, Arc, Condvar, Mutex, RwLock};
 use crate::types::{Epoch, Lsn, PageId, PartitionId};
@@ -168,7 +169,8 @@ impl Shared {
     /// Closes every hook (cancel): from now on no capture happens.
     fn close_all_hooks(&self) {
         for hook in self.hooks.read().values() {
-            let _already_closed = hook.update(|state| state.protocol.cancel());
+            let _already_closed =
+                hook.update(|state| state.protocol.cancel().inspect(|()| trace::cancelled()));
         }
     }
 
@@ -203,6 +205,7 @@ impl CheckpointListener for SnapshotListener {
             || task_state.cancelled
             || shared.cancel_requested.load(Ordering::Acquire)
         {
+            trace::checkpoint_begin(cut.epoch);
             return; // a later checkpoint (the cut is fixed already), or the task is over
         }
         let install = || -> Result<BTreeMap<PartitionId, Arc<PartitionHook>>> {
@@ -254,6 +257,7 @@ impl CheckpointListener for SnapshotListener {
                     .values()
                     .map(|h| h.lock().protocol.copy_end() as u64 * cut.page_size as u64)
                     .sum();
+                trace::cut(cut);
                 *shared.hooks.write() = hooks;
                 shared.bytes_total.store(total, Ordering::Release);
                 shared.cut_epoch.store(cut.epoch, Ordering::Release);
@@ -289,11 +293,16 @@ impl CheckpointListener for SnapshotListener {
         let shared = &self.0;
         let hook = Arc::clone(shared.hooks.read().get(&page.partition)?);
         let decided = hook.before_page_write(page.index, |capture, state| {
+            trace::hook_decided(page, capture, image);
             let io = &mut state.io;
             let captured = match capture {
                 Capture::NewImage if bugs::active(Bug::SkipNewImageCapture) => Ok(false),
                 Capture::OldImageFromFile if bugs::active(Bug::SkipOldImageCapture) => Ok(false),
-                Capture::NewImage => io.delta.append(page.index, image).map(|_| true),
+                Capture::NewImage => io
+                    .delta
+                    .append(page.index, image)
+                    .inspect(|()| trace::delta_appended(page, image))
+                    .map(|_| true),
                 Capture::OldImageFromFile => {
                     let mut old = vec![0u8; shared.page_size as usize];
                     let offset = page.index as u64 * shared.page_size as u64;
@@ -304,6 +313,7 @@ impl CheckpointListener for SnapshotListener {
                             format::verify_page(&old, page.index, &io.source_path).map(|_| ())
                         })
                         .and_then(|_| io.delta.append(page.index, &old))
+                        .inspect(|()| trace::delta_appended(page, &old))
                         .map(|_| true)
                 }
                 Capture::Nothing(_) | Capture::Closed => Ok(false),
@@ -316,7 +326,7 @@ impl CheckpointListener for SnapshotListener {
                 Ok(false) => Ok(()),
                 Err(error) => {
                     // The snapshot fails; the checkpoint's own write goes ahead (contract 4).
-                    let _ = state.protocol.cancel();
+                    let _ = state.protocol.cancel().inspect(|()| trace::cancelled());
                     Err(error)
                 }
             }
@@ -339,6 +349,7 @@ impl CheckpointListener for SnapshotListener {
     }
 
     fn on_checkpoint_end(&self, epoch: Epoch) {
+        trace::checkpoint_end(epoch);
         let shared = &self.0;
         let mut state = shared.state.lock();
         if state.cut.as_ref().is_none_or(|c| c.epoch != epoch) {
@@ -772,7 +783,11 @@ impl Task {
                 gate(id, copied_end);
             }
             let reading_end = copied_end.saturating_add(chunk_pages).min(copy_end);
-            self.with_hook(hook, |s| s.protocol.announce(reading_end))?;
+            self.with_hook(hook, |s| {
+                s.protocol
+                    .announce(reading_end)
+                    .inspect(|()| trace::announce(id, reading_end))
+            })?;
             let offset = copied_end as u64 * page_size;
             let len = (reading_end - copied_end) as u64 * page_size;
             let copied = source
@@ -787,7 +802,18 @@ impl Task {
                     ),
                 });
             }
-            self.with_hook(hook, |s| s.protocol.chunk_copied(reading_end))?;
+            trace::chunk_read(
+                id,
+                target.as_ref(),
+                copied_end,
+                reading_end,
+                self.shared.page_size,
+            );
+            self.with_hook(hook, |s| {
+                s.protocol
+                    .chunk_copied(reading_end)
+                    .inspect(|()| trace::chunk_copied(id, reading_end))
+            })?;
             copied_end = reading_end;
             let total_copied = self.shared.bytes_copied.fetch_add(len, Ordering::Relaxed) + len;
             self.inner
@@ -800,7 +826,9 @@ impl Task {
                 }
             }
         }
-        self.with_hook(hook, |s| s.protocol.copy_done())?;
+        self.with_hook(hook, |s| {
+            s.protocol.copy_done().inspect(|()| trace::copy_done(id))
+        })?;
         Ok(())
     }
 
@@ -812,8 +840,9 @@ impl Task {
         hook: &PartitionHook,
     ) -> Result<(ManifestPartition, u64)> {
         let page_size = self.shared.page_size as u64;
-        let sealed = self.with_hook(hook, |s| s.protocol.close())?;
+        let sealed = self.with_hook(hook, |s| s.protocol.close().inspect(|_| trace::close(id)))?;
         let entries = hook.lock().io.delta.read_sorted()?;
+        trace::merge(id, &entries);
         let target_path = self.tmp_dir.join(partition_file_name(id.0));
         let target = self
             .shared
