@@ -351,16 +351,23 @@ impl CheckpointListener for SnapshotListener {
     fn on_checkpoint_end(&self, epoch: Epoch) {
         trace::checkpoint_end(epoch);
         let shared = &self.0;
-        let mut state = shared.state.lock();
-        if state.cut.as_ref().is_none_or(|c| c.epoch != epoch) {
+        if shared
+            .state
+            .lock()
+            .cut
+            .as_ref()
+            .is_none_or(|c| c.epoch != epoch)
+        {
             return;
         }
-        state.checkpoint_ended = true;
-        drop(state);
+        // The hooks learn that S ended before the task does: the task merges as soon as it sees
+        // `checkpoint_ended` (it also wakes on a timeout, without a notify), and a hook that had
+        // not been told yet would refuse the merge's `close` and fail the snapshot.
         for hook in shared.hooks.read().values() {
             // Closed (failed or cancelled) hooks refuse; nothing to do for them.
             let _ = hook.update(|state| state.protocol.checkpoint_ended());
         }
+        shared.state.lock().checkpoint_ended = true;
         shared.state_changed.notify_all();
     }
 
