@@ -28,10 +28,18 @@ pub enum Bug {
     /// A `sync` that finds another caller's fsync under way returns without waiting for it, so
     /// its record may not be durable yet (R1).
     SyncSkipsWaitForLeader = 8,
+    /// The snapshot hook call ends at the decision and the capture takes the hook lock again, so
+    /// the merge's `close` does not wait for a decided capture: it can reach the delta after the
+    /// merge read it (S4; `snapshot::hook`).
+    CloseIgnoresHookInFlight = 9,
+    /// The snapshot hook call ends before the checkpointer's file write, so the copier can
+    /// announce and read a page before the write a cursor-aware decision relied on (S1/S3;
+    /// `snapshot::hook`; harmless under `DeltaPolicy::Full`).
+    CursorDecisionNotAtomic = 10,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 11] = [
         Bug::SkipRegistrationRecheck,
         Bug::DrainDoesNotWait,
         Bug::NoRetryAfterCut,
@@ -41,6 +49,8 @@ impl Bug {
         Bug::SkipNewImageCapture,
         Bug::SkipOldImageCapture,
         Bug::SyncSkipsWaitForLeader,
+        Bug::CloseIgnoresHookInFlight,
+        Bug::CursorDecisionNotAtomic,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +64,8 @@ impl Bug {
             Bug::SkipNewImageCapture => "skip-new-image-capture",
             Bug::SkipOldImageCapture => "skip-old-image-capture",
             Bug::SyncSkipsWaitForLeader => "sync-skips-wait-for-leader",
+            Bug::CloseIgnoresHookInFlight => "close-ignores-hook-in-flight",
+            Bug::CursorDecisionNotAtomic => "cursor-decision-not-atomic",
         }
     }
 }

@@ -321,6 +321,32 @@ impl Engine {
 
     /// Writes `bytes` at `offset` of the page's payload. Never blocked by a cut; throttled only
     /// when dirty pages pass the hard limit of the memory budget.
+    ///
+    /// The receipt's `epoch` says which checkpoint (and snapshot) the write belongs to: it is in
+    /// a snapshot exactly when `receipt.epoch <= manifest.cut_epoch`. A page that was not
+    /// allocated, or a write that runs past the payload, is an error, never a panic:
+    ///
+    /// ```
+    /// use deltasnap::{Config, Engine, Error, PageId, PartitionId};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::open(dir.path(), Config::default())?;
+    /// engine.create_partition(PartitionId(0))?;
+    /// let page = engine.allocate_page(PartitionId(0))?;
+    /// let first = engine.write(page, 0, b"v1")?;
+    /// let second = engine.write(page, 2, b"v2")?;
+    /// assert!(second.lsn > first.lsn);
+    /// assert_eq!(&engine.read(page)?[..4], b"v1v2");
+    ///
+    /// let unallocated = PageId::new(PartitionId(0), 1);
+    /// assert!(matches!(
+    ///     engine.write(unallocated, 0, b"x"),
+    ///     Err(Error::PageOutOfRange { .. })
+    /// ));
+    /// let too_long = vec![0u8; engine.payload_size() + 1];
+    /// assert!(matches!(engine.write(page, 0, &too_long), Err(Error::OutOfPage { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write(&self, page: PageId, offset: usize, bytes: &[u8]) -> Result<WriteReceipt> {
         self.inner.check_writable()?;
         self.inner.write(page, offset, bytes)
@@ -339,7 +365,30 @@ impl Engine {
         self.inner.wal.sync()
     }
 
-    /// Runs a checkpoint that starts after this call and waits for it.
+    /// Runs a checkpoint that starts after this call and waits for it. The background
+    /// checkpointer runs them on its own (by interval, dirty bytes and redo bytes,
+    /// [`Config`]); call this to bound recovery time or before copying the store by hand.
+    ///
+    /// ```
+    /// use deltasnap::{Config, Engine, JobKind, JobStage, PartitionId};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::open(dir.path(), Config::default())?;
+    /// engine.create_partition(PartitionId(0))?;
+    /// let page = engine.allocate_page(PartitionId(0))?;
+    /// let receipt = engine.write(page, 0, b"checkpointed")?;
+    /// engine.checkpoint()?;
+    /// // The checkpoint of the write's epoch has ended: its page is in the partition file.
+    /// let job = engine
+    ///     .jobs()
+    ///     .into_iter()
+    ///     .filter(|job| job.kind == JobKind::Checkpoint)
+    ///     .last()
+    ///     .expect("the checkpoint is listed");
+    /// assert_eq!(job.stage, JobStage::Complete);
+    /// assert!(job.epoch >= Some(receipt.epoch));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn checkpoint(&self) -> Result<CheckpointOutcome> {
         self.inner.check_writable()?;
         if self.checkpointer.lock().is_none() {
@@ -366,7 +415,24 @@ impl Engine {
         }
     }
 
-    /// Sets metadata `key` to `value`.
+    /// Sets metadata `key` to `value`. Metadata is logged like pages, survives a crash once
+    /// synced, and a snapshot captures it as of its cut.
+    ///
+    /// ```
+    /// use deltasnap::{Config, Engine};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::open(dir.path(), Config::default())?;
+    /// engine.metadata_put(b"schema", b"v1")?;
+    /// engine.sync()?;
+    /// engine.close()?;
+    ///
+    /// let engine = Engine::open(dir.path(), Config::default())?;
+    /// assert_eq!(engine.metadata_get(b"schema")?, Some(b"v1".to_vec()));
+    /// engine.metadata_delete(b"schema")?;
+    /// assert_eq!(engine.metadata_get(b"schema")?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metadata_put(&self, key: &[u8], value: &[u8]) -> Result<WriteReceipt> {
         self.inner.check_writable()?;
         if value.len() > METADATA_VALUE_BYTES_MAX {

@@ -7,6 +7,7 @@
 //! - [`recovery`]: redo log, checkpoint durability steps, crash and recovery (R1, C3);
 //! - [`cluster`]: the two-phase cluster snapshot over a lossy network (stateright actors);
 //! - [`snapshot`]: the online snapshot protocol, driving `deltasnap::snapshot::protocol` itself (S1–S5);
+//! - [`snapshot_trace`]: checks that a recorded engine snapshot trace is a behaviour of [`snapshot`];
 //!
 //! [`registry`] lists them for the `deltasnap-models` binary.
 
@@ -15,3 +16,4 @@ pub mod cut;
 pub mod recovery;
 pub mod registry;
 pub mod snapshot;
+pub mod snapshot_trace;

@@ -682,19 +682,26 @@ impl Model for SnapshotModel {
         if state.is_complete() {
             return;
         }
-        // Writers.
+        // Writers. Only actions that stay within the bounds are offered (the checker would prune
+        // the others by `within_boundary`, but the Explorer lists every action `actions` gives).
+        let bounds = &self.bounds;
         for (p, part) in state.partitions.iter().enumerate() {
             let partition = p as u8;
             for page in 0..part.memory.len() as u8 {
-                actions.push(Write { partition, page });
+                if part.memory[usize::from(page)] < bounds.writes_per_page {
+                    actions.push(Write { partition, page });
+                }
             }
-            actions.push(Allocate { partition });
+            if part.memory.len() < usize::from(bounds.pages_max) {
+                actions.push(Allocate { partition });
+            }
         }
         // The checkpointer.
         match &state.checkpointer {
             Checkpointer::Idle => {
                 let anything_dirty = state.partitions.iter().any(|p| p.dirty.contains(&true));
-                if state.checkpoints == 0 || anything_dirty {
+                let cut_allowed = state.checkpoints <= bounds.checkpoints_after_cut;
+                if cut_allowed && (state.checkpoints == 0 || anything_dirty) {
                     actions.push(Cut);
                 }
             }

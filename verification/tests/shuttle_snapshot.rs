@@ -2,7 +2,10 @@
 //! snapshot (its task thread and its cut checkpoint's thread) in schedules chosen by shuttle's
 //! random and PCT schedulers. If any interleaving of the write path, the cut, the hook, the
 //! copier and the merge let a write of epoch `> S` into the snapshot or lost one of epoch `<= S`,
-//! the restored snapshot would differ from the receipts at the cut (S1, K1, K2, S3, S4).
+//! the restored snapshot would differ from the receipts at the cut (S1, K1, K2, S3, S4). Every
+//! iteration's recorded protocol events must also be a behaviour of the stateright snapshot model
+//! (`deltasnap_models::snapshot_trace`): an engine step the model does not allow fails the
+//! iteration, with the event and the whole trace in the message ("trace conformance").
 //!
 //! Failing schedules are written to `$DELTASNAP_SHUTTLE_FAILURES` (default
 //! `target-shuttle/shuttle-failures`); replay one with
@@ -14,9 +17,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use deltasnap::bugs::{self, kill, Bug};
+use deltasnap::snapshot::protocol::Capture;
+use deltasnap::snapshot::trace::{self, Event};
 use deltasnap::sync::{thread, Arc, Mutex};
 use deltasnap::vfs::{SimFs, Vfs};
 use deltasnap::{Config, DeltaPolicy, Engine, PageId, PartitionId, SnapshotOptions, WriteReceipt};
+use deltasnap_models::snapshot_trace::{self, Mismatch};
 use shuttle::scheduler::{PctScheduler, RandomScheduler};
 use shuttle::{FailurePersistence, Runner};
 
@@ -40,8 +46,43 @@ fn write(engine: &Engine, log: &Log, index: u32, offset: usize, byte: u8) {
     log.lock().push((page, offset, byte, receipt));
 }
 
-fn scenario(policy: DeltaPolicy) {
+/// What one iteration found: the restored snapshot against the receipts at the cut (S1), and the
+/// recorded trace against the model.
+struct Findings {
+    s1: Result<(), String>,
+    conformance: Result<(), Box<Mismatch>>,
+    events: Vec<Event>,
+}
+
+/// Which findings fail an iteration.
+#[derive(Clone, Copy)]
+struct Checks {
+    s1: bool,
+    conformance: bool,
+}
+
+const ALL_CHECKS: Checks = Checks {
+    s1: true,
+    conformance: true,
+};
+
+fn checked_scenario(policy: DeltaPolicy, checks: Checks) {
+    let findings = scenario(policy);
+    if checks.s1 {
+        if let Err(message) = findings.s1 {
+            panic!("{message}");
+        }
+    }
+    if checks.conformance {
+        if let Err(mismatch) = findings.conformance {
+            panic!("trace conformance ({policy:?}): {mismatch}");
+        }
+    }
+}
+
+fn scenario(policy: DeltaPolicy) -> Findings {
     kill::iteration();
+    trace::start();
     let sim = SimFs::new();
     let vfs: Arc<dyn Vfs> = Arc::new(sim);
     let engine = Arc::new(Engine::open_on(Arc::clone(&vfs), "/s/store", config()).unwrap());
@@ -60,9 +101,10 @@ fn scenario(policy: DeltaPolicy) {
             let (engine, log) = (Arc::clone(&engine), Arc::clone(&log));
             thread::spawn(move || {
                 for n in 0..4u32 {
-                    // The last write of both writers goes to page 0, each at its own offset: a
-                    // writer the cut passed must find the other's newer image there and retry,
-                    // or its write would carry the other's into an older epoch (K1, K2).
+                    // Every other write of both writers goes to page 0, each writer at its own
+                    // offset: a writer the cut passed must find the other's newer image there
+                    // and retry, or its write would carry the other's into an older epoch (K1,
+                    // K2).
                     let index = if n % 2 == 1 {
                         0
                     } else {
@@ -90,6 +132,10 @@ fn scenario(policy: DeltaPolicy) {
         writer.join().unwrap();
     }
     checkpointer.join().unwrap();
+    let events = trace::take();
+    let conformance = snapshot_trace::check(&events, policy)
+        .map(|_| ())
+        .map_err(Box::new);
 
     let payload = engine.payload_size();
     let mut reference: BTreeMap<PageId, Vec<u8>> = (0..PAGES)
@@ -104,16 +150,26 @@ fn scenario(policy: DeltaPolicy) {
     }
     deltasnap::restore_on(&vfs, Path::new("/s/snap"), Path::new("/s/restored")).unwrap();
     let restored = Engine::open_on(Arc::clone(&vfs), "/s/restored", config()).unwrap();
-    for (page, expected) in &reference {
-        assert_eq!(
-            &restored.read(*page).unwrap(),
-            expected,
-            "S1: page {page} of the snapshot cut at epoch {} ({policy:?}) is not the state at the cut",
-            manifest.cut_epoch
-        );
-    }
+    let s1 = reference
+        .iter()
+        .map(|(page, expected)| (page, restored.read(*page).unwrap(), expected))
+        .find(|(_, found, expected)| found != *expected)
+        .map_or(Ok(()), |(page, found, expected)| {
+            Err(format!(
+                "S1: page {page} of the snapshot cut at epoch {} ({policy:?}) is not the state at \
+                 the cut: it starts {:?}, the state at the cut {:?}",
+                manifest.cut_epoch,
+                &found[..24],
+                &expected[..24]
+            ))
+        });
     restored.close().unwrap();
     engine.close().unwrap();
+    Findings {
+        s1,
+        conformance,
+        events,
+    }
 }
 
 fn shuttle_config() -> shuttle::Config {
@@ -137,8 +193,10 @@ fn iterations(name: &str, default: usize) -> usize {
 }
 
 fn check(policy: DeltaPolicy) {
+    let _recording = trace::exclusive();
+    let run = move || checked_scenario(policy, ALL_CHECKS);
     if let Some(file) = std::env::var_os("DELTASNAP_SHUTTLE_REPLAY") {
-        shuttle::replay_from_file(move || scenario(policy), file);
+        shuttle::replay_from_file(run, file);
         return;
     }
     random(policy, iterations("DELTASNAP_SHUTTLE_RANDOM", 1000));
@@ -146,11 +204,13 @@ fn check(policy: DeltaPolicy) {
 }
 
 fn random(policy: DeltaPolicy, schedules: usize) {
-    Runner::new(RandomScheduler::new(schedules), shuttle_config()).run(move || scenario(policy));
+    Runner::new(RandomScheduler::new(schedules), shuttle_config())
+        .run(move || checked_scenario(policy, ALL_CHECKS));
 }
 
 fn pct(policy: DeltaPolicy, schedules: usize) {
-    Runner::new(PctScheduler::new(3, schedules), shuttle_config()).run(move || scenario(policy));
+    Runner::new(PctScheduler::new(3, schedules), shuttle_config())
+        .run(move || checked_scenario(policy, ALL_CHECKS));
 }
 
 #[test]
@@ -172,15 +232,49 @@ fn snapshot_under_writers_and_checkpoints_cursor_aware_policy() {
 #[test]
 #[should_panic(expected = "S1")]
 fn seeded_bug_skipped_phase_a_capture_is_caught() {
+    let _recording = trace::exclusive();
     bugs::set(Bug::SkipNewImageCapture, true);
-    Runner::new(RandomScheduler::new(200), shuttle_config()).run(|| scenario(DeltaPolicy::Full));
+    let s1_only = Checks {
+        s1: true,
+        conformance: false,
+    };
+    Runner::new(RandomScheduler::new(200), shuttle_config())
+        .run(move || checked_scenario(DeltaPolicy::Full, s1_only));
+}
+
+/// The hook drops the captures it decides while `S` writes: the recorded trace has a decision
+/// to capture and no append, which the model does not allow. (S1 catches the same bug only when
+/// the dropped image is not also copied; conformance catches every schedule that makes a capture.)
+#[test]
+#[should_panic(expected = "trace conformance")]
+fn seeded_bug_skipped_phase_a_capture_is_caught_by_trace_conformance() {
+    conformance_only(Bug::SkipNewImageCapture, 200);
+}
+
+fn conformance_only(bug: Bug, iterations: usize) {
+    let _recording = trace::exclusive();
+    for bug in Bug::ALL {
+        bugs::set(bug, false);
+    }
+    bugs::set(bug, true);
+    let conformance_only = Checks {
+        s1: false,
+        conformance: true,
+    };
+    let run = move || checked_scenario(DeltaPolicy::Full, conformance_only);
+    if let Some(file) = std::env::var_os("DELTASNAP_SHUTTLE_REPLAY") {
+        shuttle::replay_from_file(run, file);
+        return;
+    }
+    Runner::new(RandomScheduler::new(iterations), shuttle_config()).run(run);
 }
 
 /// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`. Both policies with
-/// each scheduler, at the budgets of the normal run.
+/// each scheduler, with every check (S1 and trace conformance), at the budgets of the normal run.
 #[test]
 fn kill_matrix() {
     if let Some(bug) = kill::requested() {
+        let _recording = trace::exclusive();
         let policies = [DeltaPolicy::Full, DeltaPolicy::CursorAware];
         let schedules = iterations("DELTASNAP_SHUTTLE_RANDOM", 1000);
         let cell = kill::cell("shuttle-random", bug, || {
@@ -192,5 +286,95 @@ fn kill_matrix() {
             policies.into_iter().for_each(|p| pct(p, schedules))
         });
         println!("{cell}");
+    }
+}
+
+/// What the schedules exercise, and how often each check catches the two capture bugs, over the
+/// same seeded schedules. Run with `-- --ignored --nocapture`; the seed is printed and read back
+/// from `DELTASNAP_SHUTTLE_SEED`.
+#[test]
+#[ignore = "measurement"]
+fn measure_which_check_catches_the_capture_bugs() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    /// iterations, S1 fails, conformance fails, only conformance, only S1, S ended before the
+    /// copy was done, a new-image capture decided, an old-image capture decided.
+    static COUNTS: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+    /// Nanoseconds spent checking conformance, and events checked.
+    static CHECK_NANOS: AtomicUsize = AtomicUsize::new(0);
+    static EVENTS: AtomicUsize = AtomicUsize::new(0);
+    let _recording = trace::exclusive();
+    let seed = std::env::var("DELTASNAP_SHUTTLE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed);
+    let random = iterations("DELTASNAP_SHUTTLE_RANDOM", 1000);
+    for bug in [
+        None,
+        Some(Bug::SkipNewImageCapture),
+        Some(Bug::SkipOldImageCapture),
+    ] {
+        for policy in [DeltaPolicy::Full, DeltaPolicy::CursorAware] {
+            for bug in Bug::ALL {
+                bugs::set(bug, false);
+            }
+            if let Some(bug) = bug {
+                bugs::set(bug, true);
+            }
+            for counter in COUNTS.iter().chain([&CHECK_NANOS, &EVENTS]) {
+                counter.store(0, Ordering::SeqCst);
+            }
+            let started = std::time::Instant::now();
+            Runner::new(
+                RandomScheduler::new_from_seed(seed, random),
+                shuttle_config(),
+            )
+            .run(move || {
+                let findings = scenario(policy);
+                // The check again, timed (the scenario's own run costs the same).
+                let checking = std::time::Instant::now();
+                let again = snapshot_trace::check(&findings.events, policy).is_ok();
+                CHECK_NANOS.fetch_add(checking.elapsed().as_nanos() as usize, Ordering::SeqCst);
+                EVENTS.fetch_add(findings.events.len(), Ordering::SeqCst);
+                assert_eq!(again, findings.conformance.is_ok());
+                let (s1, conformance) = (findings.s1.is_err(), findings.conformance.is_err());
+                let position = |wanted: fn(&Event) -> bool| findings.events.iter().position(wanted);
+                let cut_ended = position(|e| matches!(e, Event::CheckpointEnd { .. }));
+                let copy_done = position(|e| matches!(e, Event::CopyDone { .. }));
+                let decided = |capture| {
+                    findings.events.iter().any(
+                        |e| matches!(e, Event::HookDecided { capture: c, .. } if *c == capture),
+                    )
+                };
+                let found = [
+                    true,
+                    s1,
+                    conformance,
+                    conformance && !s1,
+                    s1 && !conformance,
+                    cut_ended < copy_done,
+                    decided(Capture::NewImage),
+                    decided(Capture::OldImageFromFile),
+                ];
+                for (counter, found) in COUNTS.iter().zip(found) {
+                    counter.fetch_add(found as usize, Ordering::SeqCst);
+                }
+            });
+            let [iterations, s1, conformance, only_conformance, only_s1, cut_first, new, old] =
+                COUNTS.each_ref().map(|c| c.load(Ordering::SeqCst));
+            println!(
+                "seed {seed} bug {} {policy:?}: {iterations} iterations; S1 fails in {s1}, \
+                 conformance in {conformance} (only conformance {only_conformance}, only S1 \
+                 {only_s1}); S ends before the copy is done in {cut_first}; new-image capture \
+                 decided in {new}, old-image capture in {old}; {:.1} events per trace, the \
+                 check takes {:.1} us per trace; {:.2} s in all",
+                bug.map_or("none", Bug::name),
+                EVENTS.load(Ordering::SeqCst) as f64 / iterations as f64,
+                CHECK_NANOS.load(Ordering::SeqCst) as f64 / iterations as f64 / 1000.0,
+                started.elapsed().as_secs_f64(),
+            );
+        }
+    }
+    for bug in Bug::ALL {
+        bugs::set(bug, false);
     }
 }

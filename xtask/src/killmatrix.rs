@@ -59,6 +59,16 @@ pub const MODEL_COUNTERPARTS: &[(&str, &str, &str)] = &[
         "purge-before-control-durable",
     ),
     ("skip-new-image-capture", "snapshot", "phase-a-skipped"),
+    (
+        "close-ignores-hook-in-flight",
+        "snapshot",
+        "close-ignores-hook-in-flight",
+    ),
+    (
+        "cursor-decision-not-atomic",
+        "snapshot-cursor-aware",
+        "cursor-decision-not-atomic",
+    ),
 ];
 
 /// How long one cell may run before it is killed and reported as a timeout.

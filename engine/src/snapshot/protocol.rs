@@ -38,7 +38,8 @@
 //! # The locking contract (what the engine must do)
 //!
 //! One lock per partition, the **hook lock**, guards this state. Every method is called under it.
-//! In addition:
+//! (The engine's hook lock is `snapshot::hook::HookCell`: a mutex for each transition, and the
+//! *hook in flight* below to extend it across the checkpointer's file write.) In addition:
 //!
 //! 1. The checkpointer holds the hook lock from `before_page_write(i)` through the delta append the
 //!    decision asks for **and the partition-file write of page `i`**, and calls

@@ -8,7 +8,7 @@
 //!   asks the protocol what to capture, appends it to the delta, and returns a guard that ends the
 //!   hook call (`page_write_done`) only after the checkpointer's file write returned. While a hook
 //!   call is in flight the protocol refuses every other transition, so the copier and the merge
-//!   wait for it (the *hook lock* of the protocol's locking contract);
+//!   wait for it (the *hook lock* of the protocol's locking contract: [`HookCell`]);
 //! - the **copier** (the task thread): copies `[0, copy_end)` of each partition file with
 //!   `copy_file_range`, announcing every chunk before reading it, rate-limited on request;
 //! - the **merge** (the task thread): once the copy of a partition is done *and* `S` has ended
@@ -30,11 +30,13 @@ use crate::error::{Error, IoContext, Result};
 use crate::format;
 use crate::jobs::{JobKind, JobStage};
 use crate::snapshot::delta::DeltaFile;
+use crate::snapshot::hook::{HookCell, HookState};
 use crate::snapshot::manifest::{
     hex, partition_file_name, Manifest, ManifestMetadata, ManifestPartition, MANIFEST_FILE_NAME,
     MANIFEST_FORMAT_VERSION,
 };
 use crate::snapshot::protocol::{Capture, DeltaPolicy, PartitionSnapshot};
+use crate::snapshot::trace;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::sync::{thread, Arc, Condvar, Mutex, RwLock};
 use crate::types::{Epoch, Lsn, PageId, PartitionId};
@@ -104,15 +106,11 @@ pub struct SnapshotProgress {
     pub job_id: u64,
 }
 
-/// One partition's hook: the protocol state and the delta, behind the state mutex; `changed`
-/// wakes the copier and the merge waiting for a hook call in flight.
-struct PartitionHook {
-    state: Mutex<HookState>,
-    changed: Condvar,
-}
+/// One partition's hook: the protocol state and the I/O it steers, behind the hook lock.
+type PartitionHook = HookCell<PartitionIo>;
 
-struct HookState {
-    protocol: PartitionSnapshot,
+/// What a partition's hook lock guards besides the protocol state.
+struct PartitionIo {
     delta: DeltaFile,
     source: Arc<dyn VfsFile>,
     source_path: PathBuf,
@@ -171,10 +169,8 @@ impl Shared {
     /// Closes every hook (cancel): from now on no capture happens.
     fn close_all_hooks(&self) {
         for hook in self.hooks.read().values() {
-            let mut state = hook.state.lock();
-            let _already_closed = state.protocol.cancel();
-            drop(state);
-            hook.changed.notify_all();
+            let _already_closed =
+                hook.update(|state| state.protocol.cancel().inspect(|()| trace::cancelled()));
         }
     }
 
@@ -197,23 +193,6 @@ impl Shared {
 /// The write hook, registered with the engine for the snapshot's lifetime.
 pub(crate) struct SnapshotListener(Arc<Shared>);
 
-/// Ends a hook call after the checkpointer's file write (protocol contract 1).
-struct HookCall {
-    hook: Arc<PartitionHook>,
-    index: u32,
-}
-
-impl Drop for HookCall {
-    fn drop(&mut self) {
-        let mut state = self.hook.state.lock();
-        if let Err(error) = state.protocol.page_write_done(self.index) {
-            debug_assert!(false, "page_write_done({}) refused: {error}", self.index);
-        }
-        drop(state);
-        self.hook.changed.notify_all();
-    }
-}
-
 impl CheckpointListener for SnapshotListener {
     fn on_checkpoint_begin(&self, cut: &CheckpointCut) {
         let shared = &self.0;
@@ -226,6 +205,7 @@ impl CheckpointListener for SnapshotListener {
             || task_state.cancelled
             || shared.cancel_requested.load(Ordering::Acquire)
         {
+            trace::checkpoint_begin(cut.epoch);
             return; // a later checkpoint (the cut is fixed already), or the task is over
         }
         let install = || -> Result<BTreeMap<PartitionId, Arc<PartitionHook>>> {
@@ -259,15 +239,14 @@ impl CheckpointListener for SnapshotListener {
                 )?;
                 hooks.insert(
                     partition.id,
-                    Arc::new(PartitionHook {
-                        state: Mutex::new(HookState {
-                            protocol,
+                    Arc::new(PartitionHook::new(
+                        protocol,
+                        PartitionIo {
                             delta,
                             source: Arc::clone(&partition.file),
                             source_path: partition.path.clone(),
-                        }),
-                        changed: Condvar::new(),
-                    }),
+                        },
+                    )),
                 );
             }
             Ok(hooks)
@@ -276,8 +255,9 @@ impl CheckpointListener for SnapshotListener {
             Ok(hooks) => {
                 let total: u64 = hooks
                     .values()
-                    .map(|h| h.state.lock().protocol.copy_end() as u64 * cut.page_size as u64)
+                    .map(|h| h.lock().protocol.copy_end() as u64 * cut.page_size as u64)
                     .sum();
+                trace::cut(cut);
                 *shared.hooks.write() = hooks;
                 shared.bytes_total.store(total, Ordering::Release);
                 shared.cut_epoch.store(cut.epoch, Ordering::Release);
@@ -312,76 +292,82 @@ impl CheckpointListener for SnapshotListener {
     fn before_page_write(&self, _epoch: Epoch, page: PageId, image: &[u8]) -> Option<WriteGuard> {
         let shared = &self.0;
         let hook = Arc::clone(shared.hooks.read().get(&page.partition)?);
-        let mut state = hook.state.lock();
-        let capture = match state.protocol.before_page_write(page.index) {
-            Ok(capture) => capture,
-            Err(error) => {
-                drop(state);
-                shared.fail(format!(
-                    "hook for page {page} refused by the protocol: {error}"
-                ));
-                return None;
+        let decided = hook.before_page_write(page.index, |capture, state| {
+            trace::hook_decided(page, capture, image);
+            let io = &mut state.io;
+            let captured = match capture {
+                Capture::NewImage if bugs::active(Bug::SkipNewImageCapture) => Ok(false),
+                Capture::OldImageFromFile if bugs::active(Bug::SkipOldImageCapture) => Ok(false),
+                Capture::NewImage => io
+                    .delta
+                    .append(page.index, image)
+                    .inspect(|()| trace::delta_appended(page, image))
+                    .map(|_| true),
+                Capture::OldImageFromFile => {
+                    let mut old = vec![0u8; shared.page_size as usize];
+                    let offset = page.index as u64 * shared.page_size as u64;
+                    io.source
+                        .read_exact_at(&mut old, offset)
+                        .ctx("read page for the snapshot delta", &io.source_path)
+                        .and_then(|_| {
+                            format::verify_page(&old, page.index, &io.source_path).map(|_| ())
+                        })
+                        .and_then(|_| io.delta.append(page.index, &old))
+                        .inspect(|()| trace::delta_appended(page, &old))
+                        .map(|_| true)
+                }
+                Capture::Nothing(_) | Capture::Closed => Ok(false),
+            };
+            match captured {
+                Ok(true) => {
+                    shared.delta_pages.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                Ok(false) => Ok(()),
+                Err(error) => {
+                    // The snapshot fails; the checkpoint's own write goes ahead (contract 4).
+                    let _ = state.protocol.cancel().inspect(|()| trace::cancelled());
+                    Err(error)
+                }
             }
-        };
-        let captured = match capture {
-            Capture::NewImage if bugs::active(Bug::SkipNewImageCapture) => Ok(false),
-            Capture::OldImageFromFile if bugs::active(Bug::SkipOldImageCapture) => Ok(false),
-            Capture::NewImage => state.delta.append(page.index, image).map(|_| true),
-            Capture::OldImageFromFile => {
-                let mut old = vec![0u8; shared.page_size as usize];
-                let offset = page.index as u64 * shared.page_size as u64;
-                state
-                    .source
-                    .read_exact_at(&mut old, offset)
-                    .ctx("read page for the snapshot delta", &state.source_path)
-                    .and_then(|_| {
-                        format::verify_page(&old, page.index, &state.source_path).map(|_| ())
-                    })
-                    .and_then(|_| state.delta.append(page.index, &old))
-                    .map(|_| true)
-            }
-            Capture::Nothing(_) | Capture::Closed => Ok(false),
-        };
-        match captured {
-            Ok(true) => {
-                shared.delta_pages.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(false) => {}
-            Err(error) => {
-                // The snapshot fails; the checkpoint's own write goes ahead (contract 4).
-                let _ = state.protocol.cancel();
-                drop(state);
+        });
+        match decided {
+            Ok((call, Ok(()))) => Some(Box::new(call)),
+            Ok((call, Err(error))) => {
                 shared.fail(format!(
                     "capturing page {page} into the delta failed: {error}"
                 ));
-                return Some(Box::new(HookCall {
-                    hook,
-                    index: page.index,
-                }));
+                Some(Box::new(call))
+            }
+            Err(error) => {
+                shared.fail(format!(
+                    "hook for page {page} refused by the protocol: {error}"
+                ));
+                None
             }
         }
-        drop(state);
-        Some(Box::new(HookCall {
-            hook,
-            index: page.index,
-        }))
     }
 
     fn on_checkpoint_end(&self, epoch: Epoch) {
+        trace::checkpoint_end(epoch);
         let shared = &self.0;
-        let mut state = shared.state.lock();
-        if state.cut.as_ref().is_none_or(|c| c.epoch != epoch) {
+        if shared
+            .state
+            .lock()
+            .cut
+            .as_ref()
+            .is_none_or(|c| c.epoch != epoch)
+        {
             return;
         }
-        state.checkpoint_ended = true;
-        drop(state);
+        // The hooks learn that S ended before the task does: the task merges as soon as it sees
+        // `checkpoint_ended` (it also wakes on a timeout, without a notify), and a hook that had
+        // not been told yet would refuse the merge's `close` and fail the snapshot.
         for hook in shared.hooks.read().values() {
-            let mut state = hook.state.lock();
             // Closed (failed or cancelled) hooks refuse; nothing to do for them.
-            let _ = state.protocol.checkpoint_ended();
-            drop(state);
-            hook.changed.notify_all();
+            let _ = hook.update(|state| state.protocol.checkpoint_ended());
         }
+        shared.state.lock().checkpoint_ended = true;
         shared.state_changed.notify_all();
     }
 
@@ -769,14 +755,10 @@ impl Task {
         &self,
         hook: &PartitionHook,
         step: impl FnOnce(
-            &mut HookState,
+            &mut HookState<PartitionIo>,
         ) -> std::result::Result<T, crate::snapshot::protocol::ProtocolError>,
     ) -> Result<T> {
-        let mut state = hook.state.lock();
-        while state.protocol.hook_in_flight().is_some() {
-            state = hook.changed.wait(state);
-        }
-        step(&mut state).map_err(|error| {
+        hook.when_idle(step).map_err(|error| {
             // Closed after a failure or cancel: report that cause rather than the refusal.
             self.shared.check().err().unwrap_or_else(|| {
                 Error::InvalidSnapshot(format!("snapshot protocol refused a step: {error}"))
@@ -792,10 +774,10 @@ impl Task {
     ) -> Result<()> {
         let page_size = self.shared.page_size as u64;
         let (source, source_path, copy_end) = {
-            let state = hook.state.lock();
+            let state = hook.lock();
             (
-                Arc::clone(&state.source),
-                state.source_path.clone(),
+                Arc::clone(&state.io.source),
+                state.io.source_path.clone(),
                 state.protocol.copy_end(),
             )
         };
@@ -813,7 +795,11 @@ impl Task {
                 gate(id, copied_end);
             }
             let reading_end = copied_end.saturating_add(chunk_pages).min(copy_end);
-            self.with_hook(hook, |s| s.protocol.announce(reading_end))?;
+            self.with_hook(hook, |s| {
+                s.protocol
+                    .announce(reading_end)
+                    .inspect(|()| trace::announce(id, reading_end))
+            })?;
             let offset = copied_end as u64 * page_size;
             let len = (reading_end - copied_end) as u64 * page_size;
             let copied = source
@@ -828,7 +814,18 @@ impl Task {
                     ),
                 });
             }
-            self.with_hook(hook, |s| s.protocol.chunk_copied(reading_end))?;
+            trace::chunk_read(
+                id,
+                target.as_ref(),
+                copied_end,
+                reading_end,
+                self.shared.page_size,
+            );
+            self.with_hook(hook, |s| {
+                s.protocol
+                    .chunk_copied(reading_end)
+                    .inspect(|()| trace::chunk_copied(id, reading_end))
+            })?;
             copied_end = reading_end;
             let total_copied = self.shared.bytes_copied.fetch_add(len, Ordering::Relaxed) + len;
             self.inner
@@ -841,7 +838,9 @@ impl Task {
                 }
             }
         }
-        self.with_hook(hook, |s| s.protocol.copy_done())?;
+        self.with_hook(hook, |s| {
+            s.protocol.copy_done().inspect(|()| trace::copy_done(id))
+        })?;
         Ok(())
     }
 
@@ -853,8 +852,9 @@ impl Task {
         hook: &PartitionHook,
     ) -> Result<(ManifestPartition, u64)> {
         let page_size = self.shared.page_size as u64;
-        let sealed = self.with_hook(hook, |s| s.protocol.close())?;
-        let entries = hook.state.lock().delta.read_sorted()?;
+        let sealed = self.with_hook(hook, |s| s.protocol.close().inspect(|_| trace::close(id)))?;
+        let entries = hook.lock().io.delta.read_sorted()?;
+        trace::merge(id, &entries);
         let target_path = self.tmp_dir.join(partition_file_name(id.0));
         let target = self
             .shared
