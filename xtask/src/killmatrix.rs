@@ -469,6 +469,8 @@ pub fn killmatrix(root: &Path, quick: bool) -> ExitCode {
         .collect();
     let mut rows = Vec::new();
     let mut without_kill_mode: Vec<String> = Vec::new();
+    let mut seconds_by_binary: BTreeMap<String, f64> = BTreeMap::new();
+    let mut model_seconds = 0.0;
     for bug in Bug::ALL {
         let counterpart = MODEL_COUNTERPARTS.iter().find(|(b, _, _)| *b == bug.name());
         let not_applicable = if counterpart.is_some() {
@@ -487,6 +489,7 @@ pub fn killmatrix(root: &Path, quick: bool) -> ExitCode {
                 .current_dir(root);
             let log = log_dir.join(format!("{}-{}.log", bug.name(), binary.name));
             let run = run_bounded(command, &log, CELL_LIMIT);
+            *seconds_by_binary.entry(binary.name.clone()).or_default() += run.seconds;
             if run.lines.is_empty() && run.problem.is_none() {
                 if !without_kill_mode.contains(&binary.name) {
                     without_kill_mode.push(binary.name.clone());
@@ -532,10 +535,12 @@ pub fn killmatrix(root: &Path, quick: bool) -> ExitCode {
                     log.display()
                 ));
             }
-            let _ = run.seconds;
         }
         if let Some((_, model, model_bug)) = counterpart {
-            match model_cell(&models, model, model_bug, &log_dir) {
+            let model_started = Instant::now();
+            let measured = model_cell(&models, model, model_bug, &log_dir);
+            model_seconds += model_started.elapsed().as_secs_f64();
+            match measured {
                 Ok(measured) => row.cells.entry("model").or_default().push(measured),
                 Err(problem) => row.problems.push(problem),
             }
@@ -553,7 +558,10 @@ pub fn killmatrix(root: &Path, quick: bool) -> ExitCode {
             continue;
         }
         let mut row = Row::new(format!("{bug} ({model} model)"), engine_tiers.clone());
-        match model_cell(&models, model, bug, &log_dir) {
+        let model_started = Instant::now();
+        let measured = model_cell(&models, model, bug, &log_dir);
+        model_seconds += model_started.elapsed().as_secs_f64();
+        match measured {
             Ok(measured) => row.cells.entry("model").or_default().push(measured),
             Err(problem) => row.problems.push(problem),
         }
@@ -592,6 +600,12 @@ pub fn killmatrix(root: &Path, quick: bool) -> ExitCode {
         }
     }
     let _ = std::fs::write(log_dir.join("table.md"), &table);
+    let mut times: Vec<String> = seconds_by_binary
+        .iter()
+        .map(|(name, seconds)| format!("{name} {seconds:.0} s"))
+        .collect();
+    times.push(format!("deltasnap-models {model_seconds:.0} s"));
+    println!("\nTime per test binary, all cells: {}", times.join(", "));
     if !without_kill_mode.is_empty() {
         println!(
             "\nTest binaries without a `kill_matrix` test (see deltasnap::bugs::kill to wire them in): {}",
