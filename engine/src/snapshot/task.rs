@@ -178,6 +178,31 @@ impl Shared {
         }
     }
 
+    /// Writes out the delta appends the hook buffered during checkpoint `epoch` (delta.rs), in
+    /// the checkpointer: a write error fails the snapshot, as an unbuffered append's would have.
+    fn flush_deltas(&self, epoch: Epoch) {
+        let hooks: Vec<_> = self
+            .hooks
+            .read()
+            .iter()
+            .map(|(id, h)| (*id, Arc::clone(h)))
+            .collect();
+        for (id, hook) in hooks {
+            let mut state = hook.state.lock();
+            if state.protocol.closed().is_some() {
+                continue; // merged (its delta was read), failed or cancelled
+            }
+            if let Err(error) = state.delta.flush() {
+                let _ = state.protocol.cancel();
+                drop(state);
+                self.fail(format!(
+                    "capturing pages of partition {id} into the delta failed at the end of checkpoint {epoch}: {error}"
+                ));
+                return;
+            }
+        }
+    }
+
     /// Err if the snapshot failed or was cancelled.
     fn check(&self) -> Result<()> {
         if self.cancel_requested.load(Ordering::Acquire) {
@@ -369,6 +394,7 @@ impl CheckpointListener for SnapshotListener {
 
     fn on_checkpoint_end(&self, epoch: Epoch) {
         let shared = &self.0;
+        shared.flush_deltas(epoch);
         let mut state = shared.state.lock();
         if state.cut.as_ref().is_none_or(|c| c.epoch != epoch) {
             return;
