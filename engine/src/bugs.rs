@@ -28,10 +28,13 @@ pub enum Bug {
     /// A `sync` that finds another caller's fsync under way returns without waiting for it, so
     /// its record may not be durable yet (R1).
     SyncSkipsWaitForLeader = 8,
+    /// A `sync` leader fsyncs only the active redo segment and names no rolled one, as if a roll
+    /// had made the segments before it durable (R1).
+    SyncSkipsRolledSegments = 9,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 10] = [
         Bug::SkipRegistrationRecheck,
         Bug::DrainDoesNotWait,
         Bug::NoRetryAfterCut,
@@ -41,6 +44,7 @@ impl Bug {
         Bug::SkipNewImageCapture,
         Bug::SkipOldImageCapture,
         Bug::SyncSkipsWaitForLeader,
+        Bug::SyncSkipsRolledSegments,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +58,7 @@ impl Bug {
             Bug::SkipNewImageCapture => "skip-new-image-capture",
             Bug::SkipOldImageCapture => "skip-old-image-capture",
             Bug::SyncSkipsWaitForLeader => "sync-skips-wait-for-leader",
+            Bug::SyncSkipsRolledSegments => "sync-skips-rolled-segments",
         }
     }
 }
