@@ -225,17 +225,23 @@ fn disk_usage(dir: &Path) -> std::io::Result<DiskUsage> {
     })
 }
 
-/// Total bytes and number of the regular files directly in `dir` (0 if it does not exist).
+/// Total bytes of the regular files directly in `dir`, and how many of them are named like a
+/// file of that directory (`.dat`, `.log`; the redo log's spare files are not segments) (0 if it
+/// does not exist).
 fn directory_bytes(dir: &Path) -> std::io::Result<(u64, usize)> {
     if !dir.is_dir() {
         return Ok((0, 0));
     }
     let mut total = (0, 0);
     for entry in std::fs::read_dir(dir)? {
-        let metadata = entry?.metadata()?;
+        let entry = entry?;
+        let metadata = entry.metadata()?;
         if metadata.is_file() {
             total.0 += metadata.len();
-            total.1 += 1;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log" || e == "dat") {
+                total.1 += 1;
+            }
         }
     }
     Ok(total)

@@ -36,10 +36,13 @@ pub enum Bug {
     /// announce and read a page before the write a cursor-aware decision relied on (S1/S3;
     /// `snapshot::hook`; harmless under `DeltaPolicy::Full`).
     CursorDecisionNotAtomic = 10,
+    /// A `sync` leader fsyncs only the active redo segment and names no rolled one, as if a roll
+    /// had made the segments before it durable (R1).
+    SyncSkipsRolledSegments = 11,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 11] = [
+    pub const ALL: [Bug; 12] = [
         Bug::SkipRegistrationRecheck,
         Bug::DrainDoesNotWait,
         Bug::NoRetryAfterCut,
@@ -51,6 +54,7 @@ impl Bug {
         Bug::SyncSkipsWaitForLeader,
         Bug::CloseIgnoresHookInFlight,
         Bug::CursorDecisionNotAtomic,
+        Bug::SyncSkipsRolledSegments,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +70,7 @@ impl Bug {
             Bug::SyncSkipsWaitForLeader => "sync-skips-wait-for-leader",
             Bug::CloseIgnoresHookInFlight => "close-ignores-hook-in-flight",
             Bug::CursorDecisionNotAtomic => "cursor-decision-not-atomic",
+            Bug::SyncSkipsRolledSegments => "sync-skips-rolled-segments",
         }
     }
 }

@@ -142,6 +142,15 @@ pub(crate) fn run_thread(inner: Arc<Inner>) {
                 if let Some(trigger) = due(&inner, &mut schedule) {
                     break trigger;
                 }
+                if inner.wal.maintenance_due() {
+                    // The redo log's spare and naming of rolled segments, off the writers' path
+                    // (wal module docs, "Segment roll"). An error failed the log; writers see it.
+                    drop(schedule);
+                    if let Err(error) = inner.wal.maintain() {
+                        tracing::warn!(%error, "redo log maintenance failed");
+                    }
+                    schedule = inner.schedule.lock();
+                }
                 let (guard, _) = inner
                     .schedule_changed
                     .wait_timeout(schedule, Duration::from_millis(20));

@@ -1,12 +1,15 @@
-//! Breaks if `append` fsyncs (it must only buffer and write), or if a roll skips one of its fsyncs
-//! (the sealed segment, then the new segment's header) or makes fewer records durable than it should.
+//! Breaks if `append` fsyncs (it must only buffer and write, and a roll must only switch to a
+//! spare file) while the log's unnamed tail is within its bound, if `maintain` does not keep it
+//! there, or if the sync that names rolled segments skips one (each must be fsynced once and get
+//! its `<first-lsn>.log` name) or makes fewer records durable than it should.
 
 mod common;
 
 use common::*;
+use deltasnap::wal::UNNAMED_SEGMENTS_MAX;
 
 #[test]
-fn appends_write_without_fsync_and_each_roll_fsyncs_twice() {
+fn appends_and_rolls_never_fsync_and_a_sync_names_every_rolled_segment() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     let fs = TestFs::new();
@@ -22,23 +25,73 @@ fn appends_write_without_fsync_and_each_roll_fsyncs_twice() {
         "buffer_bytes_max bounds what is held back"
     );
 
+    // Rolls without maintenance: no fsync, nothing durable, nothing named, up to the bound.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     let fs = TestFs::new();
     let (wal, _) = open(&fs, &dir, &small_config(2000));
     let fsyncs = fs.file_fsyncs();
-    append_stream(&wal, 200);
-    let rolls = wal.segment_count() as u64 - 1;
-    assert!(rolls > 5);
+    let mut n = 0;
+    while wal.segment_count() <= UNNAMED_SEGMENTS_MAX {
+        wal.append(&record(n)).unwrap();
+        n += 1;
+    }
+    assert_eq!(fs.file_fsyncs(), fsyncs, "a roll must not fsync");
+    assert_eq!(wal.durable_lsn(), 0);
+    assert_eq!(
+        segment_paths(&dir).len(),
+        1,
+        "rolled segments stay unnamed until a sync"
+    );
+    // The next roll would pass the bound: the appender syncs first, which fsyncs every segment
+    // once and names the rolled ones, then rolls.
+    let segments = wal.segment_count();
+    while wal.segment_count() == segments {
+        wal.append(&record(n)).unwrap();
+        n += 1;
+    }
     assert_eq!(
         fs.file_fsyncs() - fsyncs,
-        2 * rolls,
-        "each roll fsyncs the sealed and the new segment"
+        segments as u64,
+        "the bound's sync fsyncs each segment once"
+    );
+    let paths = segment_paths(&dir);
+    assert_eq!(
+        paths.len(),
+        segments,
+        "the bound's sync names every rolled segment"
+    );
+    let newest_first = first_lsn_of(paths.last().unwrap());
+    assert!(newest_first > 0);
+    assert!(
+        wal.durable_lsn() > newest_first,
+        "everything appended before the bound's sync is durable ({} <= {newest_first})",
+        wal.durable_lsn()
+    );
+    assert!(wal.durable_lsn() < wal.end_lsn(), "the roll came after it");
+
+    // With maintenance between appends (the engine's checkpointer thread), appends never fsync
+    // and every rolled segment gets named.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let fs = TestFs::new();
+    let (wal, _) = open(&fs, &dir, &small_config(2000));
+    let mut append_fsyncs = 0;
+    for n in 0..300 {
+        let before = fs.file_fsyncs();
+        wal.append(&record(n)).unwrap();
+        append_fsyncs += fs.file_fsyncs() - before;
+        if wal.maintenance_due() {
+            wal.maintain().unwrap();
+        }
+    }
+    assert!(wal.segment_count() > 2 * UNNAMED_SEGMENTS_MAX);
+    assert_eq!(append_fsyncs, 0, "appends fsynced with maintenance running");
+    assert_eq!(
+        segment_paths(&dir).len(),
+        wal.segment_count(),
+        "maintenance named every rolled segment"
     );
     let active_first = first_lsn_of(&segment_paths(&dir).pop().unwrap());
-    assert_eq!(
-        wal.durable_lsn(),
-        active_first,
-        "a roll makes the sealed segment durable"
-    );
+    assert!(wal.durable_lsn() > active_first);
 }

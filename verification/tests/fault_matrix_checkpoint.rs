@@ -56,9 +56,9 @@ struct Prepared {
     synced: usize,
 }
 
-/// A checkpointed base of partitions 0–2; then three rounds over partitions 0 and 1 (several
-/// redo segments), partition 3 created and written, partition 2 dropped, metadata changed, all
-/// synced; then unsynced writes.
+/// A checkpointed base of partitions 0–2; then three rounds over partition 0 (several redo
+/// segments), partition 3 created and written, partition 2 dropped, metadata changed, all synced;
+/// then unsynced writes of partition 1 that roll the redo log.
 fn prepare() -> Prepared {
     let sim = SimFs::new();
     let fs = FaultFs::new(Arc::new(sim.clone()));
@@ -71,7 +71,7 @@ fn prepare() -> Prepared {
     engine.checkpoint().unwrap();
     for round in 2..5 {
         for page in history.pages() {
-            if page.partition.0 < 2 {
+            if page.partition.0 == 0 {
                 history.write(&engine, page, round).unwrap();
             }
         }
@@ -86,8 +86,11 @@ fn prepare() -> Prepared {
     history.put(&engine, b"schema", b"v2").unwrap();
     engine.sync().unwrap();
     let synced = history.len();
+    // The first writes of partition 1's pages since the base: full page images, more than a
+    // segment's worth, so the redo log rolls after the last sync and the checkpoint's log sync
+    // has a rolled segment to make durable and name.
     for page in history.pages() {
-        if page.partition.0 == 0 && page.index % 2 == 0 {
+        if page.partition.0 == 1 {
             history.write(&engine, page, 9).unwrap();
         }
     }

@@ -1,6 +1,7 @@
 //! Loom over the redo log's group commit (engine `wal/mod.rs`, on SimFs): if a `sync` could
-//! return before an fsync covered the record its caller appended, a write whose `sync` returned
-//! could be lost at a crash (R1).
+//! return before an fsync covered the record its caller appended (also when the record sits in a
+//! segment that a roll left unnamed, and the other thread leads or rolls meanwhile), a write whose
+//! `sync` returned could be lost at a crash (R1).
 #![cfg(deltasnap_loom)]
 
 use std::path::Path;
@@ -22,10 +23,20 @@ fn model(f: impl Fn() + Send + Sync + 'static) {
         // buffer write and its fsync while the other caller arrives, in about a second.
         builder.preemption_bound = Some(2);
     }
+    // A plain std counter: test bookkeeping outside the model, not synchronization to explore.
+    #[allow(clippy::disallowed_types)]
+    static EXECUTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    EXECUTIONS.store(0, std::sync::atomic::Ordering::Relaxed);
     builder.check(move || {
+        EXECUTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         kill::iteration();
         f()
     });
+    eprintln!(
+        "loom explored {} executions (preemption bound {:?})",
+        EXECUTIONS.load(std::sync::atomic::Ordering::Relaxed),
+        builder.preemption_bound
+    );
 }
 
 /// Two threads append one record each and sync; when `sync` returns, the durable bytes of the
@@ -61,23 +72,108 @@ fn two_appenders_sync() {
     }
 }
 
+/// Two threads append one record each and sync, in segments that hold one record each, so
+/// that every append rolls (to a new, unnamed segment) while the other thread may be leading a
+/// sync: when `sync` returns, the caller's record must be durable in a segment whose name is
+/// durable (format.md §3).
+fn two_appenders_sync_across_rolls() {
+    let sim = SimFs::new();
+    let vfs: Arc<dyn Vfs> = Arc::new(sim.clone());
+    vfs.create_dir_all(Path::new("/wal")).unwrap();
+    vfs.sync_dir(Path::new("/")).unwrap();
+    let record = |t: u32| Record::CreatePartition {
+        epoch: 1,
+        partition: PartitionId(t),
+    };
+    let config = WalConfig {
+        segment_bytes_max: SEGMENT_HEADER_BYTES + record(0).encoded_len() as u64,
+        ..WalConfig::new(512)
+    };
+    let (wal, _) = Wal::open(Arc::clone(&vfs), Path::new("/wal"), config, 0).unwrap();
+    wal.append(&record(9)).unwrap();
+    let wal = Arc::new(wal);
+    let threads: Vec<_> = (0..2u32)
+        .map(|t| {
+            let (wal, sim) = (Arc::clone(&wal), sim.clone());
+            loom::thread::spawn(move || {
+                let lsn = wal.append(&record(t)).unwrap();
+                let end = lsn + record(t).encoded_len() as u64;
+                wal.sync().unwrap();
+                let durable = durable_segment_bytes(&sim, lsn);
+                assert!(
+                    durable.is_some_and(|(first, len)| len >= SEGMENT_HEADER_BYTES + end - first),
+                    "R1: sync returned but the record at LSN {lsn} is not durable in a durably named segment ({durable:?})"
+                );
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
+/// The durably named segment that holds `lsn` (the one with the greatest first LSN at or below
+/// it): its first LSN and its durable length.
+fn durable_segment_bytes(sim: &SimFs, lsn: u64) -> Option<(u64, u64)> {
+    let first = sim
+        .durable_file_names()
+        .iter()
+        .filter_map(|path| {
+            let name = path.strip_prefix("/wal").ok()?.to_str()?;
+            name.strip_suffix(".log")?.parse::<u64>().ok()
+        })
+        .filter(|&first| first <= lsn)
+        .max()?;
+    let len = sim
+        .durable_len(&Path::new("/wal").join(format!("{first:020}.log")))
+        .ok()?;
+    Some((first, len))
+}
+
+/// Switches every seeded bug off, then `bug` on.
+fn only(bug: Option<Bug>) {
+    for other in Bug::ALL {
+        bugs::set(other, false);
+    }
+    if let Some(bug) = bug {
+        bugs::set(bug, true);
+    }
+}
+
 #[test]
 fn a_returned_sync_covers_the_callers_record() {
-    bugs::set(Bug::SyncSkipsWaitForLeader, false);
+    only(None);
     model(two_appenders_sync);
 }
 
 #[test]
 #[should_panic(expected = "R1")]
 fn seeded_bug_sync_not_waiting_for_the_leader_is_caught() {
-    bugs::set(Bug::SyncSkipsWaitForLeader, true);
+    only(Some(Bug::SyncSkipsWaitForLeader));
     model(two_appenders_sync);
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
+#[test]
+fn a_returned_sync_covers_the_callers_record_across_rolls() {
+    only(None);
+    model(two_appenders_sync_across_rolls);
+}
+
+#[test]
+#[should_panic(expected = "R1")]
+fn seeded_bug_sync_skipping_rolled_segments_is_caught() {
+    only(Some(Bug::SyncSkipsRolledSegments));
+    model(two_appenders_sync_across_rolls);
+}
+
+/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`. Both scenarios.
 #[test]
 fn kill_matrix() {
     if let Some(bug) = kill::requested() {
-        println!("{}", kill::cell("loom", bug, || model(two_appenders_sync)));
+        let cell = kill::cell("loom", bug, || {
+            model(two_appenders_sync);
+            model(two_appenders_sync_across_rolls);
+        });
+        println!("{cell}");
     }
 }

@@ -174,6 +174,33 @@ impl Shared {
         }
     }
 
+    /// Writes out the delta appends the hook buffered during checkpoint `epoch` (delta.rs), in
+    /// the checkpointer: a write error fails the snapshot, as an unbuffered append's would have.
+    fn flush_deltas(&self, epoch: Epoch) {
+        let hooks: Vec<_> = self
+            .hooks
+            .read()
+            .iter()
+            .map(|(id, h)| (*id, Arc::clone(h)))
+            .collect();
+        for (id, hook) in hooks {
+            let flushed = hook.update(|state| {
+                if state.protocol.closed().is_some() {
+                    return Ok(()); // merged (its delta was read), failed or cancelled
+                }
+                state.io.delta.flush().inspect_err(|_| {
+                    let _ = state.protocol.cancel().inspect(|()| trace::cancelled());
+                })
+            });
+            if let Err(error) = flushed {
+                self.fail(format!(
+                    "capturing pages of partition {id} into the delta failed at the end of checkpoint {epoch}: {error}"
+                ));
+                return;
+            }
+        }
+    }
+
     /// Err if the snapshot failed or was cancelled.
     fn check(&self) -> Result<()> {
         if self.cancel_requested.load(Ordering::Acquire) {
@@ -351,6 +378,7 @@ impl CheckpointListener for SnapshotListener {
     fn on_checkpoint_end(&self, epoch: Epoch) {
         trace::checkpoint_end(epoch);
         let shared = &self.0;
+        shared.flush_deltas(epoch);
         if shared
             .state
             .lock()

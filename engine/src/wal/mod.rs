@@ -12,31 +12,41 @@
 //! 1. if `durable_lsn` already covers it, returns;
 //! 2. if another caller is the *leader* (an fsync is in flight), waits on the condvar and goes to 1;
 //! 3. otherwise becomes the leader: writes the buffer out under the lock, notes the end it wrote
-//!    (`covered`), releases the lock, fsyncs the active segment, retakes the lock, raises
-//!    `durable_lsn` to `covered`, and wakes every waiter.
+//!    (`covered`) and the segments holding bytes in `[durable_lsn, covered)`, releases the lock,
+//!    makes them durable in log order (below), retakes the lock, raises `durable_lsn` to
+//!    `covered`, and wakes every waiter.
 //!
 //! While the leader fsyncs, appends go on filling the buffer; callers that arrive meanwhile wait,
 //! and the first to wake after the leader leads the next fsync for all of them. So `n` concurrent
 //! `sync`s cost about two fsyncs, not `n`. This upholds R1's "every write whose `sync` returned is
 //! durable": `durable_lsn` only moves past bytes that were written before an fsync that returned
-//! `Ok`.
+//! `Ok`, in a segment whose name was durable (format.md §3).
 //!
 //! # Segment roll
 //!
 //! When a record would take the active segment past `segment_bytes_max` (and the segment holds
-//! at least one record), [`Wal::append`] rolls:
-//! 1. under the lock, write the buffer to the old segment and mark the log *rolling*; the record
-//!    that triggered the roll, and every record appended until the roll ends, waits in the buffer
-//!    (it belongs to the new segment), and `sync` waits for the roll;
-//! 2. outside the lock, fsync the old segment (so only the last segment can ever have a torn
-//!    tail, §3);
-//! 3. outside the lock, create the new segment `<end-lsn>.log` (create-new), write its header,
-//!    fsync it, and fsync the directory, so the new name is durable before any record in it can be;
-//! 4. under the lock, make the new segment active.
+//! at least one record), [`Wal::append`] rolls, under the lock and without any fsync:
+//! 1. write the buffer to the old segment (which is now complete, but not durable);
+//! 2. take the *spare*, an empty file created ahead of time under a name recovery does not read
+//!    as a segment (`wal/.spare-<n>`), write the segment header naming `first_lsn` (the old
+//!    segment's end) into it, and make it the active segment, still under its spare name.
 //!
-//! Only the appender that triggered the roll waits for its fsyncs; other appenders keep appending
-//! to the buffer (before this, a roll held the lock through a fsync of up to a whole segment,
-//! stalling every writer for hundreds of milliseconds under a random-write load).
+//! The new segment is *unnamed*: a crash may have torn the old segment's tail, so the new one must
+//! not be visible as `<first-lsn>.log` before the old one is durable, or recovery would find a torn
+//! segment that is not the last (corruption). The next sync leader names it: for every segment
+//! holding bytes in `[durable_lsn, covered)`, oldest first, it fsyncs the segment and, if it is
+//! unnamed, renames it to `<first-lsn>.log` and fsyncs the directory. So a segment is named only
+//! after every segment before it and its own header are durable, and `durable_lsn` enters it only
+//! after its name is durable.
+//!
+//! The writer that rolls therefore waits for no fsync (before this, it waited for the fsync of up
+//! to a whole segment, the creation of the next one and two more fsyncs: tens of milliseconds
+//! under a random-write load, BENCHMARKS.md). [`Wal::maintain`] does the rest off the appenders'
+//! path: it creates the next spare and, when a rolled segment is still unnamed, leads a sync. The
+//! engine's checkpointer thread calls it whenever [`Wal::maintenance_due`]. Without it (no
+//! background thread), a roll creates the spare itself (a create without fsync), and an appender
+//! about to roll while [`UNNAMED_SEGMENTS_MAX`] segments are unnamed syncs first, so the unnamed
+//! tail of the log stays bounded.
 //!
 //! # Failure
 //!
@@ -51,17 +61,26 @@
 //! Every segment's name and header are validated and the segments must be contiguous (each one's
 //! first LSN is the previous one's end). Only the last segment is scanned: the first frame that is
 //! not whole or fails its crc is the torn tail, and the file is truncated there (format.md §3.1).
-//! A last segment whose header never became durable (a crash during step 3 of a roll) is reset to
-//! an empty segment. Open then fsyncs the last segment and the directory, because a previous
-//! process may have died with written-but-unsynced bytes that are only in the page cache: after
-//! open, everything the log reports is durable.
+//! A last segment whose header never became durable (a crash while an older version of this code
+//! created a segment) is reset to an empty segment.
+//!
+//! Then the spares: one whose header is valid and names exactly the log's end, when the last
+//! segment ended cleanly (no tail cut), is a rolled segment that was never named; it is *adopted*:
+//! the last segment is fsynced, the spare renamed to `<first-lsn>.log`, the directory fsynced, and
+//! it is recovered as the new last segment (repeatedly, for a chain of them). This keeps every
+//! record that reached the disk contiguously (after a clean shutdown without a final sync: all
+//! of them). Every other spare holds no record that a `sync` reported durable and is deleted.
+//! Open then fsyncs the last segment and the directory, because a previous process may have died
+//! with written-but-unsynced bytes that are only in the page cache: after open, everything the
+//! log reports is durable.
 //!
 //! # Purging (C3)
 //!
 //! [`Wal::purge_before`] deletes whole segments, oldest first, fsyncing the directory after each
 //! removal: the surviving segments are then always a contiguous suffix of the log, whatever a crash
-//! keeps of the removals. The caller upholds C3 (the control file naming a replay-start at or past
-//! the purge point is already durable).
+//! keeps of the removals. It never deletes the last named segment (so a crash always leaves one
+//! for recovery to start from and spares to follow). The caller upholds C3 (the control file
+//! naming a replay-start at or past the purge point is already durable).
 
 mod record;
 mod segment;
@@ -73,18 +92,22 @@ use std::time::Instant;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::validate_page_size;
-use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
+use crate::sync::{Arc, Condvar, Mutex};
 use crate::types::Lsn;
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 
 pub use record::{Record, RECORD_BODY_BYTES_MAX};
 
 use segment::{
-    encode_header, parse_segment_file_name, segment_file_name, verify_header, Frame, FrameReader,
-    SegmentName, SEGMENT_HEADER_SIZE,
+    encode_header, header_first_lsn, parse_segment_file_name, segment_file_name, spare_file_name,
+    verify_header, Frame, FrameReader, SegmentName, SEGMENT_HEADER_SIZE,
 };
 
 const HEADER_BYTES: u64 = SEGMENT_HEADER_SIZE as u64;
+
+/// An appender about to roll while this many segments are unnamed syncs first (module docs,
+/// "Segment roll"): the bound on the part of the log that only [`Wal::maintain`] or a `sync` names.
+pub const UNNAMED_SEGMENTS_MAX: usize = 4;
 
 /// How the log is laid out and buffered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,26 +181,46 @@ const _: () = {
 #[derive(Debug, Clone)]
 struct Segment {
     first_lsn: Lsn,
+    /// `<first-lsn>.log`, where the segment lives once it is named.
     path: PathBuf,
+    /// While `Some`, the segment still lives under this spare name (module docs, "Segment roll").
+    spare_path: Option<PathBuf>,
+    /// The open file, for the segments this process appended to (a sync leader fsyncs through
+    /// it); `None` for segments recovered at open, which are durable.
+    file: Option<Arc<dyn VfsFile>>,
+}
+
+impl Segment {
+    /// Where the file is now.
+    fn location(&self) -> &Path {
+        self.spare_path.as_deref().unwrap_or(&self.path)
+    }
+
+    fn is_named(&self) -> bool {
+        self.spare_path.is_none()
+    }
 }
 
 struct State {
-    /// Retained segments, oldest first; the last is the active one. Never empty.
+    /// Retained segments, oldest first; the last is the active one. Never empty. The unnamed ones
+    /// are a suffix.
     segments: VecDeque<Segment>,
     active: Arc<dyn VfsFile>,
+    /// An empty file under a spare name for the next roll to switch to.
+    spare: Option<(PathBuf, Arc<dyn VfsFile>)>,
+    /// The number in the next spare file's name.
+    spare_next: u64,
     /// Appended bytes not yet written; `buffer[0]` has LSN `written_lsn`.
     buffer: Vec<u8>,
     /// Every byte below this LSN has been written to a segment file.
     written_lsn: Lsn,
     /// The LSN the next append gets.
     end_lsn: Lsn,
-    /// Every byte below this LSN was written before an fsync that returned `Ok`.
+    /// Every byte below this LSN was written before an fsync that returned `Ok`, in a segment
+    /// whose name is durable.
     durable_lsn: Lsn,
-    /// A `sync` leader is fsyncing outside the lock.
+    /// A `sync` leader is fsyncing (and naming segments) outside the lock.
     sync_leader_active: bool,
-    /// An appender is sealing the active segment and creating the next one outside the lock.
-    /// Meanwhile appends only buffer (their bytes belong to the next segment) and `sync` waits.
-    rolling: bool,
     /// Why the log failed; once set, never cleared.
     failed: Option<String>,
 }
@@ -206,6 +249,40 @@ impl State {
         error
     }
 
+    fn unnamed_segments(&self) -> usize {
+        self.segments
+            .iter()
+            .rev()
+            .take_while(|s| !s.is_named())
+            .count()
+    }
+
+    /// The segments holding bytes in `[durable_lsn, covered_lsn)`, oldest first: what a sync
+    /// leader must make durable (and name) before `durable_lsn` may reach `covered_lsn`.
+    fn not_durable(&self, covered_lsn: Lsn) -> Vec<Segment> {
+        let ends = self
+            .segments
+            .iter()
+            .skip(1)
+            .map(|next| next.first_lsn)
+            .chain([covered_lsn]);
+        self.segments
+            .iter()
+            .zip(ends)
+            .filter(|(segment, end_lsn)| {
+                segment.first_lsn < covered_lsn && *end_lsn > self.durable_lsn
+            })
+            .map(|(segment, _)| segment.clone())
+            .collect()
+    }
+
+    /// A path for a new spare file.
+    fn next_spare_path(&mut self, dir: &Path) -> PathBuf {
+        let path = dir.join(spare_file_name(self.spare_next));
+        self.spare_next += 1;
+        path
+    }
+
     /// Writes the buffer at its place in the active segment. Never fsyncs.
     fn write_buffer(&mut self) -> Result<()> {
         if self.buffer.is_empty() {
@@ -216,7 +293,7 @@ impl State {
         let offset = HEADER_BYTES + (self.written_lsn - segment.first_lsn);
         self.active
             .write_all_at(&self.buffer, offset)
-            .ctx("write redo segment", &segment.path)?;
+            .ctx("write redo segment", segment.location())?;
         metrics::counter!("deltasnap_wal_bytes_written_total").increment(self.buffer.len() as u64);
         self.written_lsn += self.buffer.len() as u64;
         debug_assert_eq!(self.written_lsn, self.end_lsn);
@@ -234,13 +311,9 @@ fn fsync(file: &dyn VfsFile, path: &Path) -> Result<()> {
     result
 }
 
-/// Creates segment `first_lsn` in `dir`: create-new, header, fsync file, fsync directory.
-fn create_segment(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    page_size: u32,
-    first_lsn: Lsn,
-) -> Result<(Segment, Arc<dyn VfsFile>)> {
+/// Creates segment `first_lsn` in `dir`: create-new, header, fsync file, fsync directory. Only
+/// for the first segment of a new log; later segments start as spares (module docs).
+fn create_segment(vfs: &dyn Vfs, dir: &Path, page_size: u32, first_lsn: Lsn) -> Result<Segment> {
     let path = dir.join(segment_file_name(first_lsn));
     let file = vfs
         .open(&path, OpenMode::CreateNew)
@@ -251,7 +324,22 @@ fn create_segment(
     vfs.sync_dir(dir).ctx("fsync redo log directory", dir)?;
     metrics::counter!("deltasnap_wal_segments_created_total").increment(1);
     tracing::debug!(segment = %path.display(), first_lsn, "created redo segment");
-    Ok((Segment { first_lsn, path }, file))
+    Ok(Segment {
+        first_lsn,
+        path,
+        spare_path: None,
+        file: Some(file),
+    })
+}
+
+/// Creates an empty spare file at `path` (no fsync: until a sync leader names it, a spare holds
+/// nothing recovery needs, module docs).
+fn create_spare(vfs: &dyn Vfs, path: &Path) -> Result<Arc<dyn VfsFile>> {
+    let file = vfs
+        .open(path, OpenMode::CreateNew)
+        .ctx("create spare redo segment", path)?;
+    metrics::counter!("deltasnap_wal_spares_created_total").increment(1);
+    Ok(file)
 }
 
 fn corrupted(file: &Path, reason: String) -> Error {
@@ -290,17 +378,17 @@ impl Wal {
                     .ctx("fsync parent of redo log directory", parent)?;
             }
         }
-        let mut sealed = list_segments(vfs.as_ref(), dir)?;
-        let Some(last) = sealed.pop() else {
-            let (segment, file) =
-                create_segment(vfs.as_ref(), dir, config.page_size, first_lsn_if_empty)?;
+        let (mut sealed, spares) = list_segments(vfs.as_ref(), dir)?;
+        let Some(mut last) = sealed.pop() else {
+            // No segment was ever named here, so no spare can continue one.
+            remove_spares(vfs.as_ref(), &spares)?;
+            let segment = create_segment(vfs.as_ref(), dir, config.page_size, first_lsn_if_empty)?;
             tracing::info!(dir = %dir.display(), first_lsn = first_lsn_if_empty, "created redo log");
             let wal = Wal::from_parts(
                 vfs,
                 dir,
                 config,
                 VecDeque::from([segment]),
-                file,
                 first_lsn_if_empty,
             );
             let report = WalOpenReport {
@@ -311,8 +399,38 @@ impl Wal {
             return Ok((wal, report));
         };
         check_sealed_segments(vfs.as_ref(), &sealed, &last, config.page_size)?;
-        let (file, end_lsn, tail_cut) =
+        let (mut file, mut end_lsn, mut tail_cut) =
             recover_last_segment(vfs.as_ref(), &last, config.page_size)?;
+        // Rolled segments that were never named (module docs, "Recovery").
+        let mut spares = read_spare_headers(vfs.as_ref(), spares, config.page_size);
+        while tail_cut.is_none() {
+            let Some(position) = spares
+                .iter()
+                .position(|(_, first_lsn)| *first_lsn == Some(end_lsn))
+            else {
+                break;
+            };
+            let (spare_path, _) = spares.swap_remove(position);
+            // The same order as a sync leader's: the segment before is durable, then the name.
+            fsync(file.as_ref(), &last.path)?;
+            let path = dir.join(segment_file_name(end_lsn));
+            vfs.rename(&spare_path, &path)
+                .ctx("name redo segment", &path)?;
+            vfs.sync_dir(dir).ctx("fsync redo log directory", dir)?;
+            tracing::info!(segment = %path.display(), "adopted a rolled redo segment that was never named");
+            metrics::counter!("deltasnap_wal_segments_adopted_total").increment(1);
+            sealed.push(last);
+            last = Segment {
+                first_lsn: end_lsn,
+                path,
+                spare_path: None,
+                file: None,
+            };
+            (file, end_lsn, tail_cut) =
+                recover_last_segment(vfs.as_ref(), &last, config.page_size)?;
+        }
+        let spare_paths: Vec<PathBuf> = spares.into_iter().map(|(path, _)| path).collect();
+        remove_spares(vfs.as_ref(), &spare_paths)?;
         // Bytes a crashed process wrote may sit unsynced in the page cache, and the last
         // segment's name may not be durable yet: make both durable before reporting them.
         fsync(file.as_ref(), &last.path)?;
@@ -327,6 +445,7 @@ impl Wal {
             );
             metrics::counter!("deltasnap_wal_tail_cuts_total").increment(1);
         }
+        last.file = Some(file);
         let mut segments: VecDeque<Segment> = sealed.into();
         segments.push_back(last);
         let report = WalOpenReport {
@@ -335,32 +454,36 @@ impl Wal {
             segments: segments.len(),
         };
         tracing::info!(dir = %dir.display(), end_lsn, segments = segments.len(), "opened redo log");
-        Ok((
-            Wal::from_parts(vfs, dir, config, segments, file, end_lsn),
-            report,
-        ))
+        Ok((Wal::from_parts(vfs, dir, config, segments, end_lsn), report))
     }
 
+    /// `segments.back()` is the active segment and has its file.
     fn from_parts(
         vfs: Arc<dyn Vfs>,
         dir: &Path,
         config: WalConfig,
         segments: VecDeque<Segment>,
-        active: Arc<dyn VfsFile>,
         end_lsn: Lsn,
     ) -> Wal {
+        let active = Arc::clone(
+            segments
+                .back()
+                .and_then(|segment| segment.file.as_ref())
+                .expect("the active segment is open"),
+        );
         Wal {
             vfs,
             dir: dir.to_path_buf(),
             state: Mutex::new(State {
                 segments,
                 active,
+                spare: None,
+                spare_next: 0,
                 buffer: Vec::with_capacity(config.buffer_bytes_max),
                 written_lsn: end_lsn,
                 end_lsn,
                 durable_lsn: end_lsn,
                 sync_leader_active: false,
-                rolling: false,
                 failed: None,
             }),
             config,
@@ -414,11 +537,14 @@ impl Wal {
                 .get(index + 1)
                 .map_or(end_lsn, |next| next.first_lsn);
             let end_offset = HEADER_BYTES + (segment_end_lsn - segment.first_lsn);
-            let file = self
-                .vfs
-                .open(&segment.path, OpenMode::Read)
-                .ctx("open redo segment for replay", &segment.path)?;
-            let len = file.len().ctx("stat redo segment", &segment.path)?;
+            let file = match &segment.file {
+                Some(file) => Arc::clone(file),
+                None => self
+                    .vfs
+                    .open(&segment.path, OpenMode::Read)
+                    .ctx("open redo segment for replay", &segment.path)?,
+            };
+            let len = file.len().ctx("stat redo segment", segment.location())?;
             let is_last = index + 1 == segments.len();
             // A sealed segment ends exactly where the next begins; the active one may have grown
             // since the snapshot of `end_lsn` above.
@@ -433,7 +559,7 @@ impl Wal {
             }
             let mut reader = FrameReader::new(
                 file.as_ref(),
-                &segment.path,
+                segment.location(),
                 segment.first_lsn,
                 self.config.page_size,
                 end_offset,
@@ -468,8 +594,9 @@ impl Wal {
         Ok(applied)
     }
 
-    /// Appends `record` and returns its LSN. Never fsyncs, except the old segment when the log
-    /// rolls to a new one. An I/O error fails the log (see the module docs).
+    /// Appends `record` and returns its LSN. Never fsyncs, except before a roll that would leave
+    /// more than [`UNNAMED_SEGMENTS_MAX`] unnamed segments (module docs, "Segment roll"). An I/O
+    /// error fails the log (see the module docs); a record whose append failed was not written.
     pub fn append(&self, record: &Record) -> Result<Lsn> {
         record.validate(self.config.page_size)?;
         // Encode and checksum outside the lock.
@@ -479,78 +606,124 @@ impl Wal {
 
         let mut state = self.state.lock();
         state.check_not_failed()?;
-        let active_first_lsn = state.active_segment().first_lsn;
-        let active_bytes = HEADER_BYTES + (state.end_lsn - active_first_lsn);
+        let mut synced_for_bound = false;
+        loop {
+            let active_first_lsn = state.active_segment().first_lsn;
+            let active_bytes = HEADER_BYTES + (state.end_lsn - active_first_lsn);
+            if state.end_lsn == active_first_lsn
+                || active_bytes + frame_bytes <= self.config.segment_bytes_max
+            {
+                break;
+            }
+            // This record opens the next segment.
+            if state.unnamed_segments() >= UNNAMED_SEGMENTS_MAX && !synced_for_bound {
+                // Nobody named the rolled segments (no maintenance ran): bound the unnamed tail
+                // first, then look again (another appender may have rolled meanwhile; once is
+                // enough to bound the tail by the number of appenders).
+                drop(state);
+                self.sync()?;
+                synced_for_bound = true;
+                state = self.state.lock();
+                state.check_not_failed()?;
+                continue;
+            }
+            if let Err(error) = self.roll(&mut state) {
+                return Err(state.fail(error));
+            }
+            break;
+        }
         let lsn = state.end_lsn;
-        if !state.rolling
-            && state.end_lsn > active_first_lsn
-            && active_bytes + frame_bytes > self.config.segment_bytes_max
-        {
-            // This record opens the next segment: seal the active one first (module docs,
-            // "Segment roll").
+        state.buffer.extend_from_slice(&frame);
+        state.end_lsn += frame_bytes;
+        if state.buffer.len() >= self.config.buffer_bytes_max {
             if let Err(error) = state.write_buffer() {
                 return Err(state.fail(error));
             }
-            state.buffer.extend_from_slice(&frame);
-            state.end_lsn += frame_bytes;
-            self.roll(state)?;
-        } else {
-            state.buffer.extend_from_slice(&frame);
-            state.end_lsn += frame_bytes;
-            // While a roll is under way the bytes wait in the buffer for the next segment.
-            if !state.rolling && state.buffer.len() >= self.config.buffer_bytes_max {
-                if let Err(error) = state.write_buffer() {
-                    return Err(state.fail(error));
-                }
-                // One oversized record must not pin a huge buffer for the life of the log.
-                if state.buffer.capacity() > 2 * self.config.buffer_bytes_max {
-                    state.buffer.shrink_to(self.config.buffer_bytes_max);
-                }
+            // One oversized record must not pin a huge buffer for the life of the log.
+            if state.buffer.capacity() > 2 * self.config.buffer_bytes_max {
+                state.buffer.shrink_to(self.config.buffer_bytes_max);
             }
-            drop(state);
         }
+        drop(state);
         metrics::counter!("deltasnap_wal_records_appended_total").increment(1);
         metrics::counter!("deltasnap_wal_bytes_appended_total").increment(frame_bytes);
         Ok(lsn)
     }
 
-    /// Seals the active segment (already fully written) and starts a new one at `written_lsn`
-    /// (module docs, "Segment roll"). The fsync of the sealed segment and the creation of the
-    /// next one run outside the lock, so other appenders only buffer meanwhile instead of waiting
-    /// for up to a whole segment's fsync; the on-disk order is unchanged (the sealed segment is
-    /// durable before the next one exists).
-    fn roll(&self, mut state: MutexGuard<'_, State>) -> Result<()> {
-        let old = state.active_segment().clone();
-        let old_file = Arc::clone(&state.active);
-        let next_first_lsn = state.written_lsn;
-        state.rolling = true;
-        drop(state);
-
-        let result = fsync(old_file.as_ref(), &old.path).and_then(|()| {
-            create_segment(
-                self.vfs.as_ref(),
-                &self.dir,
-                self.config.page_size,
-                next_first_lsn,
-            )
-        });
-
-        let mut state = self.state.lock();
-        state.rolling = false;
-        let outcome = match result {
-            Ok((segment, file)) => {
-                state.durable_lsn = state.durable_lsn.max(next_first_lsn);
-                tracing::debug!(sealed = %old.path.display(), next = %segment.path.display(), "rolled redo segment");
-                state.segments.push_back(segment);
-                state.active = file;
-                Ok(())
+    /// Switches to a new segment at the end of the active one, under the lock and without an
+    /// fsync (module docs, "Segment roll"): the old segment is written out, the spare gets the
+    /// header and becomes the active segment, unnamed until a sync leader names it.
+    fn roll(&self, state: &mut State) -> Result<()> {
+        state.write_buffer()?;
+        let first_lsn = state.written_lsn;
+        let (spare_path, file) = match state.spare.take() {
+            Some(spare) => spare,
+            None => {
+                // No maintenance made one ahead of this roll: a create without fsync.
+                let path = state.next_spare_path(&self.dir);
+                let file = create_spare(self.vfs.as_ref(), &path)?;
+                (path, file)
             }
-            Err(error) => Err(state.fail(error)),
         };
-        drop(state);
-        // Waiting `sync` callers may now lead, or be covered by the sealing fsync.
-        self.sync_done.notify_all();
-        outcome
+        file.write_all_at(&encode_header(self.config.page_size, first_lsn), 0)
+            .ctx("write redo segment header", &spare_path)?;
+        let path = self.dir.join(segment_file_name(first_lsn));
+        tracing::debug!(
+            sealed = %state.active_segment().location().display(),
+            next = %path.display(),
+            spare = %spare_path.display(),
+            "rolled redo segment"
+        );
+        metrics::counter!("deltasnap_wal_segments_created_total").increment(1);
+        state.segments.push_back(Segment {
+            first_lsn,
+            path,
+            spare_path: Some(spare_path),
+            file: Some(Arc::clone(&file)),
+        });
+        state.active = file;
+        Ok(())
+    }
+
+    /// Whether [`Wal::maintain`] has work: no spare is ready for the next roll, or a rolled
+    /// segment is still unnamed.
+    pub fn maintenance_due(&self) -> bool {
+        let state = self.state.lock();
+        state.failed.is_none() && (state.spare.is_none() || state.unnamed_segments() > 0)
+    }
+
+    /// The log's work that is kept off the appenders' path (module docs, "Segment roll"):
+    /// creates the spare the next roll switches to, and, if a rolled segment is still unnamed,
+    /// syncs (which makes it durable and names it). The engine's checkpointer thread calls it.
+    pub fn maintain(&self) -> Result<()> {
+        let (spare_path, unnamed) = {
+            let mut state = self.state.lock();
+            state.check_not_failed()?;
+            let spare_path = state
+                .spare
+                .is_none()
+                .then(|| state.next_spare_path(&self.dir));
+            (spare_path, state.unnamed_segments() > 0)
+        };
+        if let Some(path) = spare_path {
+            // A failed create leaves the log as it was: the next roll creates the spare itself.
+            let file = create_spare(self.vfs.as_ref(), &path)?;
+            let mut state = self.state.lock();
+            if state.spare.is_none() {
+                state.spare = Some((path, file));
+            } else {
+                // Another maintainer was quicker; ours would only be deleted at the next open.
+                drop(state);
+                drop(file);
+                self.vfs
+                    .remove_file(&path)
+                    .ctx("remove spare redo segment", &path)?;
+            }
+        }
+        if unnamed {
+            self.sync()?;
+        }
+        Ok(())
     }
 
     /// The LSN just past the last appended record.
@@ -575,7 +748,7 @@ impl Wal {
                 return Ok(state.durable_lsn);
             }
             state.check_not_failed()?;
-            if !state.sync_leader_active && !state.rolling {
+            if !state.sync_leader_active {
                 break;
             }
             if crate::bugs::active(crate::bugs::Bug::SyncSkipsWaitForLeader) {
@@ -584,7 +757,7 @@ impl Wal {
             state = self.sync_done.wait(state);
         }
 
-        // Leader. Write under the lock so that the bytes precede the fsync below.
+        // Leader. Write under the lock so that the bytes precede the fsyncs below.
         state.sync_leader_active = true;
         if let Err(error) = state.write_buffer() {
             state.sync_leader_active = false;
@@ -594,18 +767,23 @@ impl Wal {
             return Err(error);
         }
         let covered_lsn = state.end_lsn;
-        let file = Arc::clone(&state.active);
-        let path = state.active_segment().path.clone();
+        let mut segments = state.not_durable(covered_lsn);
+        if crate::bugs::active(crate::bugs::Bug::SyncSkipsRolledSegments) {
+            segments.drain(..segments.len().saturating_sub(1));
+            if let Some(active) = segments.last_mut() {
+                active.spare_path = None;
+            }
+        }
         drop(state);
 
-        let result = fsync(file.as_ref(), &path);
+        let result = self.make_durable(&segments);
 
         let mut state = self.state.lock();
         state.sync_leader_active = false;
         let outcome = match result {
             Err(error) => Err(state.fail(error)),
-            // Another path (a roll's fsync) may have failed the log meanwhile; its error may have
-            // concerned the same pages, so our success proves nothing.
+            // Another path may have failed the log meanwhile; its error may have concerned the
+            // same pages, so our success proves nothing.
             Ok(()) => state.check_not_failed().map(|()| {
                 state.durable_lsn = state.durable_lsn.max(covered_lsn);
                 state.durable_lsn
@@ -616,6 +794,37 @@ impl Wal {
         outcome
     }
 
+    /// The sync leader's I/O (module docs): oldest first, fsync each segment, and name an unnamed
+    /// one (rename, fsync the directory) once it and every segment before it are durable.
+    fn make_durable(&self, segments: &[Segment]) -> Result<()> {
+        for segment in segments {
+            let file = segment
+                .file
+                .as_ref()
+                .expect("a segment that is not durable was written by this process");
+            fsync(file.as_ref(), segment.location())?;
+            let Some(spare_path) = &segment.spare_path else {
+                continue;
+            };
+            self.vfs
+                .rename(spare_path, &segment.path)
+                .ctx("name redo segment", &segment.path)?;
+            self.vfs
+                .sync_dir(&self.dir)
+                .ctx("fsync redo log directory", &self.dir)?;
+            let mut state = self.state.lock();
+            if let Some(named) = state
+                .segments
+                .iter_mut()
+                .find(|s| s.first_lsn == segment.first_lsn)
+            {
+                named.spare_path = None;
+            }
+            tracing::debug!(segment = %segment.path.display(), "named redo segment");
+        }
+        Ok(())
+    }
+
     /// Deletes the segments that lie wholly before `lsn` (never the one holding `lsn`, never the
     /// active one), oldest first, fsyncing the directory after each. Returns how many it deleted.
     /// The caller guarantees C3: a durable control file already names a replay-start `>= lsn`.
@@ -624,7 +833,11 @@ impl Wal {
         let mut victims = {
             let mut state = self.state.lock();
             let mut victims = VecDeque::new();
-            while state.segments.len() > 1 && state.segments[1].first_lsn <= lsn {
+            // Never the last named segment: recovery starts from it (module docs).
+            while state.segments.len() > 1
+                && state.segments[1].first_lsn <= lsn
+                && state.segments[1].is_named()
+            {
                 victims.extend(state.segments.pop_front());
             }
             victims
@@ -677,16 +890,21 @@ impl fmt::Debug for Wal {
     }
 }
 
-/// The segments in `dir`, by first LSN. Other files are ignored; a `.log` file that is not named
-/// like a segment is an error (it would be a segment this code cannot place).
-fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<Segment>> {
+/// The segments in `dir`, by first LSN, and the spare files (module docs). Other files are
+/// ignored; a `.log` file that is not named like a segment is an error (it would be a segment
+/// this code cannot place).
+fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<(Vec<Segment>, Vec<PathBuf>)> {
     let mut segments = Vec::new();
+    let mut spares = Vec::new();
     for name in vfs.read_dir(dir).ctx("list redo log directory", dir)? {
         match parse_segment_file_name(&name) {
             SegmentName::Segment(first_lsn) => segments.push(Segment {
                 first_lsn,
                 path: dir.join(name),
+                spare_path: None,
+                file: None,
             }),
+            SegmentName::Spare => spares.push(dir.join(name)),
             SegmentName::Malformed => {
                 return Err(corrupted(
                     &dir.join(&name),
@@ -702,7 +920,51 @@ fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<Segment>> {
     // `read_dir` sorts names, and fixed-width names sort like their LSNs; sort anyway so that
     // correctness does not rest on a `Vfs` detail.
     segments.sort_by_key(|segment| segment.first_lsn);
-    Ok(segments)
+    Ok((segments, spares))
+}
+
+/// Each spare with the first LSN its header names, if the header is whole and valid (the spare
+/// was rolled to); `None` for an empty spare or any other content, which cannot be adopted.
+fn read_spare_headers(
+    vfs: &dyn Vfs,
+    spares: Vec<PathBuf>,
+    page_size: u32,
+) -> Vec<(PathBuf, Option<Lsn>)> {
+    spares
+        .into_iter()
+        .map(|path| {
+            let first_lsn = (|| -> Result<Option<Lsn>> {
+                let file = vfs
+                    .open(&path, OpenMode::Read)
+                    .ctx("open spare redo segment", &path)?;
+                if file.len().ctx("stat spare redo segment", &path)? < HEADER_BYTES {
+                    return Ok(None);
+                }
+                let mut header = [0u8; SEGMENT_HEADER_SIZE];
+                file.read_exact_at(&mut header, 0)
+                    .ctx("read spare redo segment header", &path)?;
+                let first_lsn = header_first_lsn(&header);
+                Ok(verify_header(&header, &path, first_lsn, page_size)
+                    .is_ok()
+                    .then_some(first_lsn))
+            })();
+            let first_lsn = first_lsn.unwrap_or_else(|error| {
+                tracing::warn!(spare = %path.display(), %error, "unreadable spare redo segment");
+                None
+            });
+            (path, first_lsn)
+        })
+        .collect()
+}
+
+/// Deletes spares that recovery did not adopt: they hold no record a `sync` reported durable.
+fn remove_spares(vfs: &dyn Vfs, spares: &[PathBuf]) -> Result<()> {
+    for path in spares {
+        vfs.remove_file(path)
+            .ctx("remove spare redo segment", path)?;
+        tracing::debug!(spare = %path.display(), "removed spare redo segment");
+    }
+    Ok(())
 }
 
 /// Checks the header of every sealed segment and that each ends where the next begins. Their

@@ -40,15 +40,28 @@ pub(crate) fn segment_file_name(first_lsn: Lsn) -> String {
     format!("{first_lsn:0NAME_DIGITS$}{NAME_SUFFIX}")
 }
 
+const SPARE_PREFIX: &str = ".spare-";
+
+/// `.spare-<n as 20 decimal digits>`: a file created ahead of a roll, or a rolled segment that is
+/// not named yet (format.md §3). Not a `.log` name, so never read as a segment.
+pub(crate) fn spare_file_name(n: u64) -> String {
+    format!("{SPARE_PREFIX}{n:0NAME_DIGITS$}")
+}
+
 /// What a directory entry's name says.
 pub(crate) enum SegmentName {
     Segment(Lsn),
     /// Ends in `.log` but is not 20 digits that fit a `u64`.
     Malformed,
+    /// A spare file ([`spare_file_name`]; any `.spare-` name, whatever follows).
+    Spare,
     NotASegment,
 }
 
 pub(crate) fn parse_segment_file_name(name: &str) -> SegmentName {
+    if name.starts_with(SPARE_PREFIX) {
+        return SegmentName::Spare;
+    }
     let Some(stem) = name.strip_suffix(NAME_SUFFIX) else {
         return SegmentName::NotASegment;
     };
@@ -71,6 +84,14 @@ pub(crate) fn encode_header(page_size: u32, first_lsn: Lsn) -> [u8; SEGMENT_HEAD
     let crc = crc32c::crc32c(&header[..HEADER_CRC_OFFSET]);
     header[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
     header
+}
+
+/// The `first_lsn` field of `header`, unchecked (a spare file's header names the LSN its file
+/// name does not; [`verify_header`] with this LSN checks the rest).
+pub(crate) fn header_first_lsn(header: &[u8; SEGMENT_HEADER_SIZE]) -> Lsn {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&header[FIRST_LSN_OFFSET..RESERVED_OFFSET]);
+    Lsn::from_le_bytes(bytes)
 }
 
 /// Checks a header read from `path`, whose name says `name_lsn`, against the store's page size.
