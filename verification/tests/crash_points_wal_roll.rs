@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use deltasnap::bugs::{self, Bug};
+use deltasnap::bugs::{self, kill, Bug};
 use deltasnap::vfs::{FaultPlan, SimFs, Vfs};
 use deltasnap::wal::{Record, Wal, WalConfig};
 use deltasnap::{Lsn, PageId, PartitionId};
@@ -134,6 +134,7 @@ fn crash_at_every_operation() -> Result<(usize, SparesSeen), String> {
     let mut recoveries_with_spares = SparesSeen::default();
     for crash_at in first..last {
         for seed in CRASH_SEEDS {
+            kill::iteration();
             let (sim, wal) = new_log();
             assert_eq!(sim.op_count(), first, "the scenario is deterministic");
             sim.set_fault_plan(FaultPlan::crash_at(crash_at));
@@ -186,4 +187,17 @@ fn crash_at_every_operation_of_rolls_and_syncs_loses_nothing_synced() {
     bugs::set(Bug::SyncSkipsRolledSegments, false);
     let violation = result.expect_err("seeded bug sync-skips-rolled-segments must be caught");
     eprintln!("seeded bug sync-skips-rolled-segments caught: {violation}");
+}
+
+/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
+#[test]
+fn kill_matrix() {
+    if let Some(bug) = kill::requested() {
+        println!(
+            "{}",
+            kill::cell("crash", bug, || {
+                crash_at_every_operation().unwrap();
+            })
+        );
+    }
 }
