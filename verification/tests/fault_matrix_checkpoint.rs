@@ -180,17 +180,21 @@ fn clean_run() -> Result<Clean, String> {
         .iter()
         .position(|op| op.kind == FaultKind::Rename && op.to.as_deref() == Some(&control_path()))
         .ok_or("the checkpoint never renamed its control file into place")?;
-    let purged = |op: &Op| op.kind == FaultKind::Remove && op.path_contains("/wal/");
-    let dropped = |op: &Op| op.kind == FaultKind::Remove && op.path_contains("/partitions/");
-    if !ops.iter().any(purged) || !ops.iter().any(dropped) {
-        return Err(format!(
-            "the checkpoint must purge redo and delete the dropped partition: {ops:#?}"
-        ));
-    }
     Ok(Clean {
         ops,
         control_rename,
     })
+}
+
+impl Clean {
+    /// Whether the sweep covers the cleanup: the checkpoint purges redo and deletes the dropped
+    /// partition. (Checked by the test, not by the sweep: a seeded bug that changes the cleanup
+    /// is not caught by it, only by a point that fails.)
+    fn covers_cleanup(&self) -> bool {
+        let purged = |op: &Op| op.kind == FaultKind::Remove && op.path_contains("/wal/");
+        let dropped = |op: &Op| op.kind == FaultKind::Remove && op.path_contains("/partitions/");
+        self.ops.iter().any(purged) && self.ops.iter().any(dropped)
+    }
 }
 
 /// Fails the `index`-th operation of the checkpoint with `error`, then does what `then` says, and
@@ -364,6 +368,12 @@ fn every_io_error_in_a_checkpoint_loses_nothing_synced() {
         }
         return;
     }
+    let clean = clean_run().unwrap();
+    assert!(
+        clean.covers_cleanup(),
+        "the checkpoint must purge redo and delete the dropped partition: {:#?}",
+        clean.ops
+    );
     let started = Instant::now();
     let (operations, tally) = sweep().unwrap_or_else(|violation| panic!("{violation}"));
     let points = operations * ERRORS.len() * Then::all().count();
