@@ -16,6 +16,8 @@
 //! 6. **cleanup**: purge redo segments wholly before the replay-start LSN (C3: after step 5), and
 //!    delete the files of partitions dropped at or before `E`.
 //!
+//! A failure in step 6 fails nothing: it is logged, counted
+//! (`deltasnap_checkpoint_cleanup_failures_total`) and retried by the next checkpoint's cleanup.
 //! A failure in steps 2–5 poisons the engine (writes fail with `Error::Poisoned`): after a failed
 //! write or fsync the page cache cannot be trusted, the redo log still holds every write, and
 //! reopening recovers from it. Nothing synced is lost.
@@ -423,11 +425,22 @@ fn write_and_end(
         listener.on_checkpoint_end(epoch);
     }
 
-    // 6. Cleanup (C3: the control file naming the new replay start is durable).
+    // 6. Cleanup (C3: the control file naming the new replay start is durable). The checkpoint
+    // has ended: a file that could not be deleted is garbage, not a risk to data, so a failure
+    // here is reported and left to the next checkpoint's cleanup, which retries both steps
+    // (redo segments stay listed until removed; a dropped partition until its file is gone).
     inner.jobs.update(job, |s| s.stage = JobStage::Cleanup);
-    let purged = inner.wal.purge_before(cut.replay_start_lsn)?;
-    inner.delete_dropped_partitions(epoch)?;
-    tracing::debug!(epoch, purged, "checkpoint cleanup");
+    match inner.wal.purge_before(cut.replay_start_lsn) {
+        Ok(purged) => tracing::debug!(epoch, purged, "checkpoint cleanup: redo purged"),
+        Err(error) => {
+            metrics::counter!("deltasnap_checkpoint_cleanup_failures_total").increment(1);
+            tracing::warn!(epoch, %error, "checkpoint cleanup: purging redo segments failed; the next checkpoint retries");
+        }
+    }
+    if let Err(error) = inner.delete_dropped_partitions(epoch) {
+        metrics::counter!("deltasnap_checkpoint_cleanup_failures_total").increment(1);
+        tracing::warn!(epoch, %error, "checkpoint cleanup: deleting dropped partition files failed; the next checkpoint retries");
+    }
     inner.schedule_changed.notify_all();
     Ok(pages_written)
 }

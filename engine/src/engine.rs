@@ -1050,9 +1050,19 @@ impl Inner {
             return Ok(());
         }
         for partition in &doomed {
-            self.vfs
-                .remove_file(&partition.path)
-                .ctx("delete dropped partition file", &partition.path)?;
+            match self.vfs.remove_file(&partition.path) {
+                Ok(()) => {}
+                // An earlier cleanup removed the file (and released its memory) but failed
+                // before forgetting the partition: only the steps below are left.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => {
+                    return Err(Error::io(
+                        "delete dropped partition file",
+                        &partition.path,
+                        error,
+                    ))
+                }
+            }
             let resident = partition
                 .slots_snapshot()
                 .iter()

@@ -843,21 +843,26 @@ impl Wal {
             victims
         };
         let mut deleted = 0;
+        // On an error, keep memory in step with the directory: the segments not removed yet are
+        // still there, and still the oldest, so the next purge retries them (a gap in the log
+        // would make the next open refuse the store).
+        let restore = |victims: VecDeque<Segment>| {
+            let mut state = self.state.lock();
+            for later in victims.into_iter().rev() {
+                state.segments.push_front(later);
+            }
+        };
         while let Some(segment) = victims.pop_front() {
             if let Err(source) = self.vfs.remove_file(&segment.path) {
-                // Keep memory in step with the directory: this segment and the ones after it are
-                // still there, and still the oldest.
                 let error = Error::io("remove purged redo segment", &segment.path, source);
-                let mut state = self.state.lock();
-                for later in victims.into_iter().rev() {
-                    state.segments.push_front(later);
-                }
-                state.segments.push_front(segment);
+                victims.push_front(segment);
+                restore(victims);
                 return Err(error);
             }
-            self.vfs
-                .sync_dir(&self.dir)
-                .ctx("fsync redo log directory", &self.dir)?;
+            if let Err(source) = self.vfs.sync_dir(&self.dir) {
+                restore(victims);
+                return Err(Error::io("fsync redo log directory", &self.dir, source));
+            }
             tracing::debug!(segment = %segment.path.display(), "purged redo segment");
             deleted += 1;
         }
