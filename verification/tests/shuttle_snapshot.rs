@@ -6,6 +6,8 @@
 //! iteration's recorded protocol events must also be a behaviour of the stateright snapshot model
 //! (`deltasnap_models::snapshot_trace`): an engine step the model does not allow fails the
 //! iteration, with the event and the whole trace in the message ("trace conformance").
+//! A second scenario holds the copier before its first chunk while the task thread runs
+//! checkpoints after `S`, so that every schedule needs the hook's old-image captures (S3).
 //!
 //! Failing schedules are written to `$DELTASNAP_SHUTTLE_FAILURES` (default
 //! `target-shuttle/shuttle-failures`); replay one with
@@ -66,8 +68,24 @@ const ALL_CHECKS: Checks = Checks {
     conformance: true,
 };
 
+/// How the copier runs against the checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Copier {
+    /// As fast as the schedule lets it: both race orders of S5 occur, `S` ending first rarely.
+    Free,
+    /// Held before its first chunk while the task thread writes and runs a checkpoint after `S`:
+    /// `S` always ends before the copy is done, and that checkpoint overwrites pages the copier
+    /// has not read, so the hook must capture their old (= `S`) images from the file (S3's second
+    /// half, which `Free` schedules almost never reach).
+    HeldForCheckpointAfterCut,
+}
+
 fn checked_scenario(policy: DeltaPolicy, checks: Checks) {
-    let findings = scenario(policy);
+    checked(policy, Copier::Free, checks)
+}
+
+fn checked(policy: DeltaPolicy, copier: Copier, checks: Checks) {
+    let findings = scenario(policy, copier);
     if checks.s1 {
         if let Err(message) = findings.s1 {
             panic!("{message}");
@@ -80,7 +98,7 @@ fn checked_scenario(policy: DeltaPolicy, checks: Checks) {
     }
 }
 
-fn scenario(policy: DeltaPolicy) -> Findings {
+fn scenario(policy: DeltaPolicy, copier: Copier) -> Findings {
     kill::iteration();
     trace::start();
     let sim = SimFs::new();
@@ -127,6 +145,24 @@ fn scenario(policy: DeltaPolicy) -> Findings {
     let mut options = SnapshotOptions::new("/s", "snap");
     options.delta_policy = policy;
     options.chunk_bytes = 2 * PAGE_SIZE as u64;
+    if copier == Copier::HeldForCheckpointAfterCut {
+        let (engine, log) = (Arc::clone(&engine), Arc::clone(&log));
+        let held = Arc::new(Mutex::new(false));
+        options.copy_gate = Some(Arc::new(move |_partition, first_page| {
+            let mut held = held.lock();
+            if first_page == 0 && !*held {
+                *held = true;
+                drop(held);
+                // Waits for `S` (checkpoints are serial), then writes pages the copier has not
+                // read yet: every one of them must be captured with its `S` content first.
+                engine.checkpoint().unwrap();
+                for i in (0..PAGES).step_by(2) {
+                    write(&engine, &log, i, 32, 0x70 + i as u8);
+                }
+                engine.checkpoint().unwrap();
+            }
+        }));
+    }
     let manifest = engine.snapshot(options).unwrap().wait().unwrap();
     for writer in writers {
         writer.join().unwrap();
@@ -229,6 +265,53 @@ fn snapshot_under_writers_and_checkpoints_cursor_aware_policy() {
     check(DeltaPolicy::CursorAware);
 }
 
+fn check_held_copier(policy: DeltaPolicy) {
+    let _recording = trace::exclusive();
+    for bug in Bug::ALL {
+        bugs::set(bug, false);
+    }
+    let run = move || checked(policy, Copier::HeldForCheckpointAfterCut, ALL_CHECKS);
+    if let Some(file) = std::env::var_os("DELTASNAP_SHUTTLE_REPLAY") {
+        shuttle::replay_from_file(run, file);
+        return;
+    }
+    let schedules = iterations("DELTASNAP_SHUTTLE_RANDOM", 1000) / 4;
+    Runner::new(RandomScheduler::new(schedules.max(1)), shuttle_config()).run(run);
+}
+
+#[test]
+fn snapshot_with_checkpoints_after_the_cut_before_the_copy_full_policy() {
+    check_held_copier(DeltaPolicy::Full);
+}
+
+#[test]
+fn snapshot_with_checkpoints_after_the_cut_before_the_copy_cursor_aware_policy() {
+    check_held_copier(DeltaPolicy::CursorAware);
+}
+
+/// The hook drops the old images it must capture after `S` ended: pages the held copier reads
+/// later carry post-`S` content (S1, S3).
+#[test]
+#[should_panic(expected = "S1")]
+fn seeded_bug_skipped_old_image_capture_is_caught() {
+    let _recording = trace::exclusive();
+    for bug in Bug::ALL {
+        bugs::set(bug, false);
+    }
+    bugs::set(Bug::SkipOldImageCapture, true);
+    let s1_only = Checks {
+        s1: true,
+        conformance: false,
+    };
+    Runner::new(RandomScheduler::new(200), shuttle_config()).run(move || {
+        checked(
+            DeltaPolicy::Full,
+            Copier::HeldForCheckpointAfterCut,
+            s1_only,
+        )
+    });
+}
+
 #[test]
 #[should_panic(expected = "S1")]
 fn seeded_bug_skipped_phase_a_capture_is_caught() {
@@ -329,7 +412,7 @@ fn measure_which_check_catches_the_capture_bugs() {
                 shuttle_config(),
             )
             .run(move || {
-                let findings = scenario(policy);
+                let findings = scenario(policy, Copier::Free);
                 // The check again, timed (the scenario's own run costs the same).
                 let checking = std::time::Instant::now();
                 let again = snapshot_trace::check(&findings.events, policy).is_ok();
