@@ -220,9 +220,7 @@ fn engine_conforms_to_the_reference_across_crashes() {
 #[test]
 fn kill_matrix() {
     use deltasnap::bugs::kill;
-    if let Some(bug) = kill::requested() {
-        let mut config = proptest_config(48);
-        config.max_shrink_iters = 0;
-        println!("{}", kill::cell("proptest", bug, || check(config)));
-    }
+    let mut config = proptest_config(48);
+    config.max_shrink_iters = 0;
+    kill::run_requested("proptest", || check(config));
 }

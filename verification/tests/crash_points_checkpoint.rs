@@ -132,12 +132,7 @@ fn crash_at_every_operation_of_a_checkpoint_loses_nothing_synced() {
 /// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
 #[test]
 fn kill_matrix() {
-    if let Some(bug) = kill::requested() {
-        println!(
-            "{}",
-            kill::cell("crash", bug, || {
-                crash_at_every_checkpoint_operation().unwrap();
-            })
-        );
-    }
+    kill::run_requested("crash", || {
+        crash_at_every_checkpoint_operation().unwrap();
+    });
 }

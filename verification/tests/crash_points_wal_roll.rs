@@ -192,12 +192,7 @@ fn crash_at_every_operation_of_rolls_and_syncs_loses_nothing_synced() {
 /// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
 #[test]
 fn kill_matrix() {
-    if let Some(bug) = kill::requested() {
-        println!(
-            "{}",
-            kill::cell("crash", bug, || {
-                crash_at_every_operation().unwrap();
-            })
-        );
-    }
+    kill::run_requested("crash", || {
+        crash_at_every_operation().unwrap();
+    });
 }

@@ -89,13 +89,10 @@ fn cursor_decision_not_atomic_is_harmless_under_the_full_policy() {
 /// still exercises the race).
 #[test]
 fn kill_matrix() {
-    if let Some(bug) = kill::requested() {
-        let cell = kill::cell("loom", bug, || {
-            for policy in [DeltaPolicy::Full, DeltaPolicy::CursorAware] {
-                let coverage = write_races_the_window(policy).check();
-                coverage.assert_never(&[Seen::AnnounceBetweenDecisionAndWrite]);
-            }
-        });
-        println!("{cell}");
-    }
+    kill::run_requested("loom", || {
+        for policy in [DeltaPolicy::Full, DeltaPolicy::CursorAware] {
+            let coverage = write_races_the_window(policy).check();
+            coverage.assert_never(&[Seen::AnnounceBetweenDecisionAndWrite]);
+        }
+    });
 }

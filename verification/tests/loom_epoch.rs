@@ -121,13 +121,8 @@ fn k1_causally_later_writes_never_get_an_older_epoch() {
 /// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
 #[test]
 fn kill_matrix() {
-    if let Some(bug) = kill::requested() {
-        println!(
-            "{}",
-            kill::cell("loom", bug, || {
-                model(writers_against_the_cut);
-                model(causally_later_writes);
-            })
-        );
-    }
+    kill::run_requested("loom", || {
+        model(writers_against_the_cut);
+        model(causally_later_writes);
+    });
 }

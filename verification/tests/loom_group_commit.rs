@@ -169,11 +169,8 @@ fn seeded_bug_sync_skipping_rolled_segments_is_caught() {
 /// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`. Both scenarios.
 #[test]
 fn kill_matrix() {
-    if let Some(bug) = kill::requested() {
-        let cell = kill::cell("loom", bug, || {
-            model(two_appenders_sync);
-            model(two_appenders_sync_across_rolls);
-        });
-        println!("{cell}");
-    }
+    kill::run_requested("loom", || {
+        model(two_appenders_sync);
+        model(two_appenders_sync_across_rolls);
+    });
 }

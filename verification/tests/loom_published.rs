@@ -278,16 +278,13 @@ fn the_checks_catch_a_relaxed_publish_between_racing_publishers() {
 /// against its scenarios all the same.
 #[test]
 fn kill_matrix() {
-    if let Some(bug) = deltasnap::bugs::kill::requested() {
-        let cell = deltasnap::bugs::kill::cell("loom", bug, || {
-            model("Published publish/load, 2 readers", || {
-                publish_then_load::<Published<Value>>(2)
-            });
-            model(
-                "Published racing publishes",
-                racing_publishes::<Published<Value>>,
-            );
+    deltasnap::bugs::kill::run_requested("loom", || {
+        model("Published publish/load, 2 readers", || {
+            publish_then_load::<Published<Value>>(2)
         });
-        println!("{cell}");
-    }
+        model(
+            "Published racing publishes",
+            racing_publishes::<Published<Value>>,
+        );
+    });
 }

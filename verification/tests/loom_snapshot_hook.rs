@@ -83,13 +83,10 @@ fn seeded_bug_close_ignoring_the_hook_call_in_flight_is_caught_cursor_aware_poli
 /// still exercises the race).
 #[test]
 fn kill_matrix() {
-    if let Some(bug) = kill::requested() {
-        let cell = kill::cell("loom", bug, || {
-            for policy in [DeltaPolicy::Full, DeltaPolicy::CursorAware] {
-                let coverage = close_races_a_capture(policy).check();
-                coverage.assert_never(&[Seen::AnnounceBetweenDecisionAndWrite]);
-            }
-        });
-        println!("{cell}");
-    }
+    kill::run_requested("loom", || {
+        for policy in [DeltaPolicy::Full, DeltaPolicy::CursorAware] {
+            let coverage = close_races_a_capture(policy).check();
+            coverage.assert_never(&[Seen::AnnounceBetweenDecisionAndWrite]);
+        }
+    });
 }

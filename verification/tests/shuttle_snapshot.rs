@@ -360,15 +360,19 @@ fn kill_matrix() {
         let _recording = trace::exclusive();
         let policies = [DeltaPolicy::Full, DeltaPolicy::CursorAware];
         let schedules = iterations("DELTASNAP_SHUTTLE_RANDOM", 1000);
-        let cell = kill::cell("shuttle-random", bug, || {
-            policies.into_iter().for_each(|p| random(p, schedules))
-        });
-        println!("{cell}");
+        println!(
+            "{}",
+            kill::cell("shuttle-random", bug, || {
+                policies.into_iter().for_each(|p| random(p, schedules))
+            })
+        );
         let schedules = iterations("DELTASNAP_SHUTTLE_PCT", 300);
-        let cell = kill::cell("shuttle-pct", bug, || {
-            policies.into_iter().for_each(|p| pct(p, schedules))
-        });
-        println!("{cell}");
+        println!(
+            "{}",
+            kill::cell("shuttle-pct", bug, || {
+                policies.into_iter().for_each(|p| pct(p, schedules))
+            })
+        );
     }
 }
 

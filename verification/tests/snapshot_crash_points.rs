@@ -280,12 +280,7 @@ fn sweep(tally: &mut Tally) -> Result<std::ops::Range<u64>, String> {
 /// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
 #[test]
 fn kill_matrix() {
-    if let Some(bug) = kill::requested() {
-        println!(
-            "{}",
-            kill::cell("crash", bug, || {
-                sweep(&mut Tally::default()).unwrap();
-            })
-        );
-    }
+    kill::run_requested("crash", || {
+        sweep(&mut Tally::default()).unwrap();
+    });
 }

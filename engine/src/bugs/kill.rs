@@ -23,9 +23,7 @@
 //!    ```ignore
 //!    #[test]
 //!    fn kill_matrix() {
-//!        if let Some(bug) = deltasnap::bugs::kill::requested() {
-//!            println!("{}", deltasnap::bugs::kill::cell("loom", bug, || model(scenario)));
-//!        }
+//!        deltasnap::bugs::kill::run_requested("loom", || model(scenario));
 //!    }
 //!    ```
 //!    (several workloads: run them in one closure, one after the other; the first that panics
@@ -107,6 +105,27 @@ pub fn cell(tier: &str, bug: Bug, workload: impl FnOnce()) -> Cell {
     }
     let cell = measure(tier, bug.name(), workload);
     set(bug, false);
+    cell
+}
+
+/// A test binary's kill test: in kill mode, runs [`cell`] for the requested bug and prints its
+/// line; otherwise does nothing.
+pub fn run_requested(tier: &str, workload: impl FnOnce()) {
+    if let Some(bug) = requested() {
+        println!("{}", cell(tier, bug, workload));
+    }
+}
+
+/// A checker's teeth: runs [`cell`] for `bug`, prints its line on stderr and panics unless the
+/// workload's checks caught the bug.
+pub fn assert_caught(tier: &str, bug: Bug, workload: impl FnOnce()) -> Cell {
+    let cell = cell(tier, bug, workload);
+    eprintln!("{cell}");
+    assert!(
+        cell.caught_at.is_some(),
+        "seeded bug {} must be caught by the {tier} tier",
+        bug.name()
+    );
     cell
 }
 
