@@ -8,15 +8,29 @@ use std::time::{Duration, Instant};
 
 use crate::Result;
 
+/// When the copy's bytes are handed to the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writeback {
+    /// All at the final fsync (the floor as the benchmark issue defines it).
+    AtFsync,
+    /// Each 1 MiB chunk once copied (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), as the snapshot
+    /// copier does; the fsync then waits for what is left.
+    Early,
+}
+
 /// Copies `source` to a new file `target` with `copy_file_range` (in-kernel, no user-space
 /// buffer), then fsyncs it. Returns the bytes copied.
-pub fn copy_file_range_synced(source: &Path, target: &Path) -> Result<u64> {
+pub fn copy_file_range_synced(source: &Path, target: &Path, writeback: Writeback) -> Result<u64> {
     let from = File::open(source)?;
     let to = File::options().write(true).create_new(true).open(target)?;
     let len = from.metadata()?.len();
+    let max_chunk = match writeback {
+        Writeback::AtFsync => 1 << 30,
+        Writeback::Early => 1 << 20,
+    };
     let mut copied = 0u64;
     while copied < len {
-        let chunk = (len - copied).min(1 << 30) as usize;
+        let chunk = (len - copied).min(max_chunk) as usize;
         // SAFETY: both descriptors are open for the duration of the call; null offsets use and
         // advance the files' own positions.
         let n = unsafe {
@@ -41,6 +55,25 @@ pub fn copy_file_range_synced(source: &Path, target: &Path) -> Result<u64> {
         if n == 0 {
             return Err(format!("{} ended during the copy", source.display()).into());
         }
+        if writeback == Writeback::Early {
+            // SAFETY: the descriptor is open for the duration of the call; no pointers.
+            let started = unsafe {
+                libc::sync_file_range(
+                    to.as_raw_fd(),
+                    copied as libc::off64_t,
+                    n as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            if started != 0 {
+                return Err(format!(
+                    "sync_file_range {}: {}",
+                    target.display(),
+                    std::io::Error::last_os_error()
+                )
+                .into());
+            }
+        }
         copied += n as u64;
     }
     to.sync_all()?;
@@ -49,12 +82,17 @@ pub fn copy_file_range_synced(source: &Path, target: &Path) -> Result<u64> {
 
 /// Copies every regular file of `source_dir` into `target_dir` (created) with
 /// [`copy_file_range_synced`], then fsyncs `target_dir`. Returns (bytes, duration).
-pub fn copy_dir_files_synced(source_dir: &Path, target_dir: &Path) -> Result<(u64, Duration)> {
+pub fn copy_dir_files_synced(
+    source_dir: &Path,
+    target_dir: &Path,
+    writeback: Writeback,
+) -> Result<(u64, Duration)> {
     let started = Instant::now();
     fs::create_dir_all(target_dir)?;
     let mut bytes = 0;
     for entry in sorted_files(source_dir)? {
-        bytes += copy_file_range_synced(&entry, &target_dir.join(entry.file_name().unwrap()))?;
+        let target = target_dir.join(entry.file_name().unwrap());
+        bytes += copy_file_range_synced(&entry, &target, writeback)?;
     }
     File::open(target_dir)?.sync_all()?;
     Ok((bytes, started.elapsed()))

@@ -4,12 +4,14 @@
 //! `start + (k + t / threads) × threads / rate`. A writer that is behind issues the next write at
 //! once, and a write's latency is measured from its *intended* start to its completion, so time
 //! spent queued behind a stall counts (the coordinated-omission correction of wrk2 and
-//! HdrHistogram). Each writer records `(intended, done)` for every write; windows are cut after
-//! the run:
+//! HdrHistogram). Each writer records `(intended, started, done)` for every write; windows are cut
+//! after the run:
 //!
 //! - latency of a window: the writes *intended* to start in it (what a caller issuing requests
 //!   during a backup experiences, even if they complete after it);
-//! - throughput of a window: the writes *completed* in it, per second.
+//! - throughput of a window: the writes *completed* in it, per second;
+//! - time inside the write call (`done - started`) of the writes intended in it: the part of a
+//!   stall the system under test caused, as opposed to a writer thread that woke or ran late.
 //!
 //! Writers sleep with a 1 ns timer slack (`PR_SET_TIMERSLACK`) so that the scheduler's default
 //! 50 µs slack does not show up as write latency.
@@ -49,16 +51,24 @@ impl Default for Clock {
     }
 }
 
-/// One write: when it should have started and when it completed (ns on the run's [`Clock`]).
+/// One write: when it should have started, when the write call began and when it returned (ns
+/// on the run's [`Clock`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
     pub intended_ns: u64,
+    pub started_ns: u64,
     pub done_ns: u64,
 }
 
 impl Sample {
+    /// From the intended start to completion: what the caller sees.
     pub fn latency_ns(self) -> u64 {
         self.done_ns.saturating_sub(self.intended_ns)
+    }
+
+    /// Inside the write call only.
+    pub fn in_call_ns(self) -> u64 {
+        self.done_ns.saturating_sub(self.started_ns)
     }
 }
 
@@ -195,12 +205,14 @@ where
         if now < intended_ns {
             std::thread::sleep(Duration::from_nanos(intended_ns - now));
         }
+        let started_ns = clock.now_ns();
         if let Err(error) = write(k) {
             outcome.error = Some(format!("writer {thread}, write {k}: {error}"));
             break;
         }
         outcome.samples.push(Sample {
             intended_ns,
+            started_ns,
             done_ns: clock.now_ns(),
         });
     }
@@ -246,24 +258,29 @@ pub struct Latency {
 pub struct WindowStats {
     pub seconds: f64,
     pub writes_per_sec: f64,
+    /// From each write's intended start to its completion.
     pub latency: Latency,
+    /// Inside each write call (same writes): what remains when late starts are taken out.
+    pub in_call: Latency,
 }
 
 /// The writers' throughput and latency in `window` (see the module doc for which writes count).
 pub fn window_stats(samples: &[Sample], window: Window) -> WindowStats {
-    let mut histogram =
-        Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds");
+    let histogram = || {
+        Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds")
+    };
+    let (mut latency, mut in_call) = (histogram(), histogram());
     let mut completed = 0u64;
     for sample in samples {
         if (window.from_ns..window.to_ns).contains(&sample.intended_ns) {
-            histogram.saturating_record(sample.latency_ns().max(1));
+            latency.saturating_record(sample.latency_ns().max(1));
+            in_call.saturating_record(sample.in_call_ns().max(1));
         }
         if (window.from_ns..window.to_ns).contains(&sample.done_ns) {
             completed += 1;
         }
     }
     let seconds = window.seconds();
-    let us = |ns: u64| ns as f64 / 1e3;
     WindowStats {
         seconds,
         writes_per_sec: if seconds > 0.0 {
@@ -271,17 +288,22 @@ pub fn window_stats(samples: &[Sample], window: Window) -> WindowStats {
         } else {
             0.0
         },
-        latency: if histogram.is_empty() {
-            Latency::default()
-        } else {
-            Latency {
-                count: histogram.len(),
-                p50_us: us(histogram.value_at_quantile(0.50)),
-                p99_us: us(histogram.value_at_quantile(0.99)),
-                p999_us: us(histogram.value_at_quantile(0.999)),
-                max_us: us(histogram.max()),
-            }
-        },
+        latency: percentiles(&latency),
+        in_call: percentiles(&in_call),
+    }
+}
+
+fn percentiles(histogram: &Histogram<u64>) -> Latency {
+    if histogram.is_empty() {
+        return Latency::default();
+    }
+    let us = |ns: u64| ns as f64 / 1e3;
+    Latency {
+        count: histogram.len(),
+        p50_us: us(histogram.value_at_quantile(0.50)),
+        p99_us: us(histogram.value_at_quantile(0.99)),
+        p999_us: us(histogram.value_at_quantile(0.999)),
+        max_us: us(histogram.max()),
     }
 }
 
@@ -324,5 +346,14 @@ mod tests {
             .filter(|s| s.latency_ns() > 10_000_000)
             .count();
         assert!(late >= 10, "only {late} writes saw the stall");
+        // Only the stalled write spent the stall inside its call; the ones queued behind it
+        // started late.
+        assert!(all.in_call.max_us >= 30_000.0, "{all:?}");
+        let slow_calls = run
+            .samples
+            .iter()
+            .filter(|s| s.in_call_ns() > 10_000_000)
+            .count();
+        assert_eq!(slow_calls, 1, "{all:?}");
     }
 }

@@ -1,6 +1,6 @@
-//! `StdFs::copy_to` (copy_file_range between two real files) copies exactly the requested byte
-//! range to the requested offset: if it broke, snapshot copies would be shifted, short or would
-//! clobber bytes around the target range.
+//! `StdFs` against real files. `copy_to` (copy_file_range between two real files) copies exactly
+//! the requested byte range to the requested offset: if it broke, snapshot copies would be
+//! shifted, short or would clobber bytes around the target range.
 
 use deltasnap::vfs::{OpenMode, StdFs, Vfs, VfsFile};
 
@@ -46,4 +46,37 @@ fn copy_to_copies_exactly_a_byte_range_between_real_files() {
         source_bytes,
         "the source is read, never written"
     );
+}
+
+/// The writeback hint changes nothing a reader sees and accepts any range: unaligned, empty,
+/// past the end of the file (the snapshot copier calls it for every chunk it copied).
+#[test]
+fn start_writeback_is_a_hint_that_accepts_any_range_and_changes_no_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = StdFs::new();
+    let file = fs
+        .open(&dir.path().join("file"), OpenMode::CreateNew)
+        .unwrap();
+    let bytes: Vec<u8> = (0..20_000).map(|i| (i % 241) as u8).collect();
+    file.write_all_at(&bytes, 0).unwrap();
+
+    for (offset, len) in [
+        (0, 20_000),
+        (1_001, 3_000),
+        (7, 0),
+        (19_999, 1),
+        (30_000, 4_096),
+    ] {
+        file.start_writeback(offset, len)
+            .unwrap_or_else(|e| panic!("start_writeback({offset}, {len}): {e}"));
+    }
+    file.start_writeback(0, u64::MAX).unwrap();
+
+    assert_eq!(read_all(file.as_ref()), bytes);
+    file.sync_all().unwrap();
+    drop(file);
+    let reopened = fs
+        .open(&dir.path().join("file"), OpenMode::ReadWrite)
+        .unwrap();
+    assert_eq!(read_all(reopened.as_ref()), bytes);
 }

@@ -77,6 +77,15 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     /// For [`VfsFile::copy_to`] implementations that need the concrete type of the destination.
     fn as_any(&self) -> &dyn Any;
 
+    /// Asks the OS to start writing the `len` bytes at `offset` to storage now, without waiting
+    /// for them. A hint: it makes nothing durable (only [`VfsFile::sync_all`] does), but a later
+    /// `sync_all` has less left to wait for, and the device works while the caller goes on.
+    /// `StdFs` uses `sync_file_range(SYNC_FILE_RANGE_WRITE)`; the default does nothing.
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
+
     /// Reads exactly `buf.len()` bytes at `offset`; `UnexpectedEof` if the file is shorter.
     fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
         while !buf.is_empty() {

@@ -108,6 +108,43 @@ impl VfsFile for StdFile {
         self
     }
 
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let Ok(offset) = libc::off64_t::try_from(offset) else {
+            return Ok(()); // beyond any file this system can hold
+        };
+        // The syscall reads a length of 0 as "through the end of the file".
+        let len = libc::off64_t::try_from(len).unwrap_or(0);
+        loop {
+            // SAFETY: the descriptor is open for the lifetime of `self`; the call takes no
+            // pointers.
+            let result = unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    offset,
+                    len,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            if result == 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // Not supported here (old kernel, a file system or file type without it): the
+                // hint is simply not taken; `sync_all` still does the whole job.
+                Some(libc::ENOSYS)
+                | Some(libc::EOPNOTSUPP)
+                | Some(libc::EINVAL)
+                | Some(libc::ESPIPE) => return Ok(()),
+                _ => return Err(err),
+            }
+        }
+    }
+
     fn copy_to(
         &self,
         src_offset: u64,
