@@ -192,15 +192,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_floor_copies_every_byte() {
-        let dir = tempfile::tempdir().unwrap();
-        let source = dir.path().join("a");
-        let bytes: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
-        fs::write(&source, &bytes).unwrap();
-        let copied = copy_file_range_synced(&source, &dir.path().join("b")).unwrap();
-        assert_eq!(copied, bytes.len() as u64);
-        assert_eq!(fs::read(dir.path().join("b")).unwrap(), bytes);
-        assert_eq!(tree_bytes(dir.path()), 2 * bytes.len() as u64);
+    fn both_floors_copy_every_byte() {
+        // Over two and a half 1 MiB chunks, so the early-writeback copy takes several steps.
+        let bytes: Vec<u8> = (0..2_621_447u32).map(|i| (i % 251) as u8).collect();
+        for writeback in [Writeback::AtFsync, Writeback::Early] {
+            let dir = tempfile::tempdir().unwrap();
+            let source = dir.path().join("a");
+            fs::write(&source, &bytes).unwrap();
+            let copied = copy_file_range_synced(&source, &dir.path().join("b"), writeback).unwrap();
+            assert_eq!(copied, bytes.len() as u64, "{writeback:?}");
+            assert!(
+                fs::read(dir.path().join("b")).unwrap() == bytes,
+                "{writeback:?}"
+            );
+            assert_eq!(tree_bytes(dir.path()), 2 * bytes.len() as u64);
+        }
     }
 
     #[test]
