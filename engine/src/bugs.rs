@@ -39,10 +39,14 @@ pub enum Bug {
     /// A `sync` leader fsyncs only the active redo segment and names no rolled one, as if a roll
     /// had made the segments before it durable (R1).
     SyncSkipsRolledSegments = 11,
+    /// A `sync` leader writes and fsyncs without waiting for an appender's buffer write in flight
+    /// outside the lock, so bytes before its own may not be written (or are overwritten) when it
+    /// reports them durable (R1; `wal` module docs, "Appending").
+    SyncIgnoresWriteInFlight = 12,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 13] = [
         Bug::SkipRegistrationRecheck,
         Bug::DrainDoesNotWait,
         Bug::NoRetryAfterCut,
@@ -55,6 +59,7 @@ impl Bug {
         Bug::CloseIgnoresHookInFlight,
         Bug::CursorDecisionNotAtomic,
         Bug::SyncSkipsRolledSegments,
+        Bug::SyncIgnoresWriteInFlight,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +76,7 @@ impl Bug {
             Bug::CloseIgnoresHookInFlight => "close-ignores-hook-in-flight",
             Bug::CursorDecisionNotAtomic => "cursor-decision-not-atomic",
             Bug::SyncSkipsRolledSegments => "sync-skips-rolled-segments",
+            Bug::SyncIgnoresWriteInFlight => "sync-ignores-write-in-flight",
         }
     }
 }

@@ -70,8 +70,10 @@ pub struct Config {
     pub checkpoint_redo_bytes: u64,
     /// Size at which the redo log rolls to a new segment.
     pub wal_segment_bytes: u64,
-    /// Run the background checkpointer thread (tests that drive checkpoints by hand turn it off;
-    /// `checkpoint()` then runs on the caller's thread).
+    /// Run the background threads: the checkpointer, and the redo log's write-behind, which
+    /// writes the log's full buffers so that writers do no file I/O (tests that drive
+    /// checkpoints by hand turn them off; `checkpoint()` then runs on the caller's thread, and a
+    /// writer that fills the log's buffer writes it).
     pub background_checkpointer: bool,
 }
 
@@ -223,6 +225,7 @@ impl std::fmt::Debug for Inner {
 pub struct Engine {
     inner: Arc<Inner>,
     checkpointer: Mutex<Option<thread::JoinHandle<()>>>,
+    wal_writer: Mutex<Option<thread::JoinHandle<()>>>,
     recovery: RecoveryReport,
 }
 
@@ -246,22 +249,30 @@ impl Engine {
         let dir = dir.as_ref().to_path_buf();
         let (inner, recovery) = recover(vfs, dir, config)?;
         let inner = Arc::new(inner);
-        let checkpointer = if inner.config.background_checkpointer {
-            let thread_inner = Arc::clone(&inner);
-            Some(
+        let engine = Engine {
+            inner,
+            checkpointer: Mutex::new(None),
+            wal_writer: Mutex::new(None),
+            recovery,
+        };
+        if engine.inner.config.background_checkpointer {
+            // On an error, dropping `engine` stops and joins what was started.
+            let thread_inner = Arc::clone(&engine.inner);
+            *engine.wal_writer.lock() = Some(
+                thread::Builder::new()
+                    .name("deltasnap-wal-writer".into())
+                    .spawn(move || thread_inner.wal.run_write_behind())
+                    .map_err(|e| Error::io("spawn redo log writer thread", &engine.inner.dir, e))?,
+            );
+            let thread_inner = Arc::clone(&engine.inner);
+            *engine.checkpointer.lock() = Some(
                 thread::Builder::new()
                     .name("deltasnap-checkpointer".into())
                     .spawn(move || checkpoint::run_thread(thread_inner))
-                    .map_err(|e| Error::io("spawn checkpointer thread", &inner.dir, e))?,
-            )
-        } else {
-            None
-        };
-        Ok(Engine {
-            inner,
-            checkpointer: Mutex::new(checkpointer),
-            recovery,
-        })
+                    .map_err(|e| Error::io("spawn checkpointer thread", &engine.inner.dir, e))?,
+            );
+        }
+        Ok(engine)
     }
 
     /// What recovery found when this engine was opened (a cut redo tail, replayed records).
@@ -533,9 +544,9 @@ impl Engine {
         crate::snapshot::task::start(&self.inner, options)
     }
 
-    /// Stops the checkpointer, makes every write durable with a final checkpoint, and closes the
-    /// store. Later calls return `Error::Closed`. Dropping an engine closes it too (logging any
-    /// error instead of returning it).
+    /// Stops the background threads, makes every write durable with a final checkpoint, and
+    /// closes the store. Later calls return `Error::Closed`. Dropping an engine closes it too
+    /// (logging any error instead of returning it).
     pub fn close(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Ok(());
@@ -546,6 +557,10 @@ impl Engine {
         }
         self.inner.schedule_changed.notify_all();
         if let Some(handle) = self.checkpointer.lock().take() {
+            let _ = handle.join();
+        }
+        if let Some(handle) = self.wal_writer.lock().take() {
+            self.inner.wal.stop_write_behind();
             let _ = handle.join();
         }
         let result = match self.inner.poisoned() {

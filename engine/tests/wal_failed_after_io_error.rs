@@ -64,3 +64,38 @@ fn a_failed_buffer_write_fails_the_append_and_the_log() {
     assert!(matches!(wal.append(&record(2)), Err(Error::WalFailed(_))));
     assert!(matches!(wal.sync(), Err(Error::WalFailed(_))));
 }
+
+/// An appender writes a full buffer outside the log's lock (wal module docs, "Appending"). If
+/// that write panics, the log must not be left waiting for it: later syncs and appends return
+/// `WalFailed` at once instead of hanging.
+#[test]
+fn a_panicking_buffer_write_fails_the_log_instead_of_hanging_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = TestFs::new();
+    let mut config = small_config(1 << 20);
+    config.buffer_bytes_max = 1; // every append writes
+    let (wal, _) = open(&fs, &tmp.path().join("wal"), &config);
+    wal.append(&record(0)).unwrap();
+
+    fs.counters.panic_write.store(true, Ordering::SeqCst);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = wal.append(&record(1));
+    }));
+    assert!(panicked.is_err(), "the test file system panics on write");
+    fs.counters.panic_write.store(false, Ordering::SeqCst);
+
+    // On a thread, so that a hang fails the test instead of stalling the suite.
+    let wal = std::sync::Arc::new(wal);
+    let (done, result) = std::sync::mpsc::channel();
+    let syncing = std::sync::Arc::clone(&wal);
+    std::thread::spawn(move || done.send(syncing.sync()).unwrap());
+    let err = result
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("sync hangs on the write mark the panicked write left behind")
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::WalFailed(reason) if reason.contains("panicked")),
+        "{err}"
+    );
+    assert!(matches!(wal.append(&record(2)), Err(Error::WalFailed(_))));
+}

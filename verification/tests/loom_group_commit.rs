@@ -1,7 +1,8 @@
 //! Loom over the redo log's group commit (engine `wal/mod.rs`, on SimFs): if a `sync` could
 //! return before an fsync covered the record its caller appended (also when the record sits in a
-//! segment that a roll left unnamed, and the other thread leads or rolls meanwhile), a write whose
-//! `sync` returned could be lost at a crash (R1).
+//! segment that a roll left unnamed, and the other thread leads or rolls meanwhile; or while an
+//! appender's buffer write runs outside the lock), a write whose `sync` returned could be lost at a
+//! crash (R1).
 #![cfg(deltasnap_loom)]
 
 use std::path::Path;
@@ -42,11 +43,68 @@ fn model(f: impl Fn() + Send + Sync + 'static) {
 /// Two threads append one record each and sync; when `sync` returns, the durable bytes of the
 /// segment must reach past the caller's record.
 fn two_appenders_sync() {
+    two_appenders_sync_with(WalConfig::new(512));
+}
+
+/// The same with a one-byte buffer: every append writes its record out, outside the lock, so a
+/// sync leader can find an appender's write in flight (wal module docs, "Appending").
+fn two_appenders_writing_out_sync() {
+    two_appenders_sync_with(WalConfig {
+        buffer_bytes_max: 1,
+        ..WalConfig::new(512)
+    });
+}
+
+/// Two appenders and a write-behind thread (`Wal::run_write_behind`): each record fills the
+/// buffer, the appenders leave it to the thread, and a sync may find the thread's write in
+/// flight. Every `sync` must still cover its caller's record, and the thread must stop.
+fn two_appenders_sync_with_write_behind() {
+    let record = |t: u32| Record::CreatePartition {
+        epoch: 1,
+        partition: PartitionId(t),
+    };
     let sim = SimFs::new();
     let vfs: Arc<dyn Vfs> = Arc::new(sim.clone());
     vfs.create_dir_all(Path::new("/wal")).unwrap();
     vfs.sync_dir(Path::new("/")).unwrap();
-    let (wal, _) = Wal::open(Arc::clone(&vfs), Path::new("/wal"), WalConfig::new(512), 0).unwrap();
+    let config = WalConfig {
+        buffer_bytes_max: record(0).encoded_len(),
+        ..WalConfig::new(512)
+    };
+    let (wal, _) = Wal::open(Arc::clone(&vfs), Path::new("/wal"), config, 0).unwrap();
+    let wal = Arc::new(wal);
+    let writer = {
+        let wal = Arc::clone(&wal);
+        loom::thread::spawn(move || wal.run_write_behind())
+    };
+    let threads: Vec<_> = (0..2u32)
+        .map(|t| {
+            let (wal, sim) = (Arc::clone(&wal), sim.clone());
+            loom::thread::spawn(move || {
+                let lsn = wal.append(&record(t)).unwrap();
+                let end = lsn + record(t).encoded_len() as u64;
+                wal.sync().unwrap();
+                let durable = sim.durable_len(Path::new(SEGMENT)).unwrap();
+                assert!(
+                    durable >= SEGMENT_HEADER_BYTES + end,
+                    "R1: sync returned but the record ending at LSN {end} is not durable ({durable} durable bytes)"
+                );
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    wal.stop_write_behind();
+    writer.join().unwrap();
+}
+
+fn two_appenders_sync_with(config: WalConfig) {
+    let sim = SimFs::new();
+    let vfs: Arc<dyn Vfs> = Arc::new(sim.clone());
+    vfs.create_dir_all(Path::new("/wal")).unwrap();
+    vfs.sync_dir(Path::new("/")).unwrap();
+    let (wal, _) = Wal::open(Arc::clone(&vfs), Path::new("/wal"), config, 0).unwrap();
     let wal = Arc::new(wal);
     let threads: Vec<_> = (0..2u32)
         .map(|t| {
@@ -154,6 +212,32 @@ fn seeded_bug_sync_not_waiting_for_the_leader_is_caught() {
 }
 
 #[test]
+fn a_returned_sync_covers_the_callers_record_written_out_by_appenders() {
+    only(None);
+    model(two_appenders_writing_out_sync);
+}
+
+#[test]
+#[should_panic(expected = "R1")]
+fn seeded_bug_sync_ignoring_a_write_in_flight_is_caught() {
+    only(Some(Bug::SyncIgnoresWriteInFlight));
+    model(two_appenders_writing_out_sync);
+}
+
+#[test]
+fn a_returned_sync_covers_the_callers_record_with_a_write_behind_thread() {
+    only(None);
+    model(two_appenders_sync_with_write_behind);
+}
+
+#[test]
+#[should_panic(expected = "R1")]
+fn seeded_bug_sync_ignoring_the_write_behind_threads_write_is_caught() {
+    only(Some(Bug::SyncIgnoresWriteInFlight));
+    model(two_appenders_sync_with_write_behind);
+}
+
+#[test]
 fn a_returned_sync_covers_the_callers_record_across_rolls() {
     only(None);
     model(two_appenders_sync_across_rolls);
@@ -166,11 +250,13 @@ fn seeded_bug_sync_skipping_rolled_segments_is_caught() {
     model(two_appenders_sync_across_rolls);
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`. Both scenarios.
+/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`. Every scenario.
 #[test]
 fn kill_matrix() {
     kill::run_requested("loom", || {
         model(two_appenders_sync);
+        model(two_appenders_writing_out_sync);
+        model(two_appenders_sync_with_write_behind);
         model(two_appenders_sync_across_rolls);
     });
 }

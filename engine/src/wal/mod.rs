@@ -5,16 +5,31 @@
 //!
 //! One mutex guards the log's state. [`Wal::append`] encodes and checksums the record *outside*
 //! the lock, then, under it, assigns the LSN (the current end) and copies the frame into an
-//! in-memory buffer. When the buffer reaches `buffer_bytes_max` it is written to the active
-//! segment (still under the lock, so file order = LSN order). Appending never fsyncs.
+//! in-memory buffer. Appending never fsyncs.
+//!
+//! When the buffer reaches `buffer_bytes_max`, the appender that filled it writes it to the
+//! active segment *outside* the lock: under the lock it swaps the buffer for an empty one, notes
+//! the file and offset (`written_lsn`'s place) and marks a write *in flight*; it writes; it takes
+//! the lock back, raises `written_lsn` and clears the mark. One write is in flight at most: an
+//! appender that fills the new buffer meanwhile leaves it to the next one, and everything else that
+//! writes or rolls (a sync leader, a roll, replay) first waits for the write in flight to end. So
+//! the file still receives the bytes in LSN order and `written_lsn` still means "every byte below
+//! is written", while the other appenders go on appending during the write. (Before, the write
+//! ran under the lock: a 256 KiB write that the kernel held for milliseconds held every writer
+//! for as long, BENCHMARKS.md.)
+//!
+//! With a *write-behind* thread ([`Wal::run_write_behind`]; the engine runs one beside its
+//! checkpointer), appenders do not write at all: the one that fills the buffer wakes the thread,
+//! which writes it out as above. An appender writes itself only when the thread has fallen
+//! [`WRITE_BEHIND_SLACK`] buffers behind, so memory stays bounded however slow the disk is.
 //!
 //! [`Wal::sync`] is group commit. A caller notes the end LSN it must cover, then:
 //! 1. if `durable_lsn` already covers it, returns;
 //! 2. if another caller is the *leader* (an fsync is in flight), waits on the condvar and goes to 1;
-//! 3. otherwise becomes the leader: writes the buffer out under the lock, notes the end it wrote
-//!    (`covered`) and the segments holding bytes in `[durable_lsn, covered)`, releases the lock,
-//!    makes them durable in log order (below), retakes the lock, raises `durable_lsn` to
-//!    `covered`, and wakes every waiter.
+//! 3. otherwise becomes the leader: waits for a write in flight, writes the buffer out (outside
+//!    the lock, as above), notes the end it wrote (`covered`) and the segments holding bytes in
+//!    `[durable_lsn, covered)`, releases the lock, makes them durable in log order (below),
+//!    retakes the lock, raises `durable_lsn` to `covered`, and wakes every waiter.
 //!
 //! While the leader fsyncs, appends go on filling the buffer; callers that arrive meanwhile wait,
 //! and the first to wake after the leader leads the next fsync for all of them. So `n` concurrent
@@ -92,7 +107,7 @@ use std::time::Instant;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::validate_page_size;
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::types::Lsn;
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 
@@ -104,6 +119,10 @@ use segment::{
 };
 
 const HEADER_BYTES: u64 = SEGMENT_HEADER_SIZE as u64;
+
+/// With a write-behind thread running, appenders leave a full buffer to it until it holds this
+/// many times `buffer_bytes_max` (module docs, "Appending").
+pub const WRITE_BEHIND_SLACK: usize = 4;
 
 /// An appender about to roll while this many segments are unnamed syncs first (module docs,
 /// "Segment roll"): the bound on the part of the log that only [`Wal::maintain`] or a `sync` names.
@@ -169,6 +188,10 @@ pub struct Wal {
     state: Mutex<State>,
     /// Signalled when a sync leader finishes or a roll raised `durable_lsn`.
     sync_done: Condvar,
+    /// Signalled when a buffer write in flight outside the lock ends.
+    write_done: Condvar,
+    /// Signalled when the buffer is full (or the write-behind thread should stop).
+    buffer_full: Condvar,
     /// Serialises purges, so that a failed purge can put its segments back at the front.
     purge_lock: Mutex<()>,
 }
@@ -210,10 +233,20 @@ struct State {
     spare: Option<(PathBuf, Arc<dyn VfsFile>)>,
     /// The number in the next spare file's name.
     spare_next: u64,
-    /// Appended bytes not yet written; `buffer[0]` has LSN `written_lsn`.
+    /// Appended bytes not yet written; `buffer[0]` has LSN `written_lsn`, or, while a write is in
+    /// flight, the LSN just past the bytes in flight.
     buffer: Vec<u8>,
+    /// An emptied buffer, kept for the next swap so that a write out allocates nothing.
+    recycled: Vec<u8>,
     /// Every byte below this LSN has been written to a segment file.
     written_lsn: Lsn,
+    /// An appender or sync leader is writing the bytes from `written_lsn` on outside the lock
+    /// (module docs, "Appending"); nothing else writes the log or rolls until it ends.
+    writing: bool,
+    /// A write-behind thread is running: appenders leave full buffers to it.
+    write_behind: bool,
+    /// [`Wal::stop_write_behind`] asked the thread to return.
+    write_behind_stop: bool,
     /// The LSN the next append gets.
     end_lsn: Lsn,
     /// Every byte below this LSN was written before an fsync that returned `Ok`, in a segment
@@ -283,11 +316,13 @@ impl State {
         path
     }
 
-    /// Writes the buffer at its place in the active segment. Never fsyncs.
+    /// Writes the buffer at its place in the active segment, under the lock (a roll and replay:
+    /// rare). No write may be in flight. Never fsyncs.
     fn write_buffer(&mut self) -> Result<()> {
         if self.buffer.is_empty() {
             return Ok(());
         }
+        debug_assert!(!self.writing, "one write at a time, in LSN order");
         let segment = self.active_segment();
         debug_assert!(self.written_lsn >= segment.first_lsn);
         let offset = HEADER_BYTES + (self.written_lsn - segment.first_lsn);
@@ -299,6 +334,24 @@ impl State {
         debug_assert_eq!(self.written_lsn, self.end_lsn);
         self.buffer.clear();
         Ok(())
+    }
+}
+
+/// Clears [`State::writing`] and fails the log if a write out unwinds (see [`Wal::write_out`]).
+struct InFlight<'a> {
+    wal: &'a Wal,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut state = self.wal.state.lock();
+        state.writing = false;
+        state.fail(Error::WalFailed(
+            "a write of the redo buffer panicked; what it held may not be written".into(),
+        ));
+        drop(state);
+        self.wal.write_done.notify_all();
+        self.wal.sync_done.notify_all();
     }
 }
 
@@ -480,7 +533,11 @@ impl Wal {
                 spare: None,
                 spare_next: 0,
                 buffer: Vec::with_capacity(config.buffer_bytes_max),
+                recycled: Vec::new(),
                 written_lsn: end_lsn,
+                writing: false,
+                write_behind: false,
+                write_behind_stop: false,
                 end_lsn,
                 durable_lsn: end_lsn,
                 sync_leader_active: false,
@@ -488,6 +545,8 @@ impl Wal {
             }),
             config,
             sync_done: Condvar::new(),
+            write_done: Condvar::new(),
+            buffer_full: Condvar::new(),
             purge_lock: Mutex::new(()),
         }
     }
@@ -504,7 +563,7 @@ impl Wal {
         mut apply: impl FnMut(Lsn, Record) -> Result<()>,
     ) -> Result<u64> {
         let (segments, end_lsn) = {
-            let mut state = self.state.lock();
+            let mut state = self.wait_for_write(self.state.lock());
             if !state.buffer.is_empty() {
                 // Make buffered records visible to the file reads below (a write, not an fsync).
                 state.check_not_failed()?;
@@ -616,6 +675,13 @@ impl Wal {
                 break;
             }
             // This record opens the next segment.
+            if state.writing {
+                // The roll writes the rest of the old segment: after the write in flight. Then
+                // look again (another appender may have rolled meanwhile).
+                state = self.wait_for_write(state);
+                state.check_not_failed()?;
+                continue;
+            }
             if state.unnamed_segments() >= UNNAMED_SEGMENTS_MAX && !synced_for_bound {
                 // Nobody named the rolled segments (no maintenance ran): bound the unnamed tail
                 // first, then look again (another appender may have rolled meanwhile; once is
@@ -635,25 +701,129 @@ impl Wal {
         let lsn = state.end_lsn;
         state.buffer.extend_from_slice(&frame);
         state.end_lsn += frame_bytes;
-        if state.buffer.len() >= self.config.buffer_bytes_max {
-            if let Err(error) = state.write_buffer() {
-                return Err(state.fail(error));
-            }
-            // One oversized record must not pin a huge buffer for the life of the log.
-            if state.buffer.capacity() > 2 * self.config.buffer_bytes_max {
-                state.buffer.shrink_to(self.config.buffer_bytes_max);
+        // Full: the write-behind thread writes it out; without one, or with the thread too far
+        // behind, this appender does, unless a write is in flight (then the appender after it
+        // will).
+        let full = state.buffer.len() >= self.config.buffer_bytes_max;
+        let leave_to_thread = state.write_behind
+            && state.buffer.len() < WRITE_BEHIND_SLACK * self.config.buffer_bytes_max;
+        if full && !state.writing && !leave_to_thread {
+            let (state, result) = self.write_out(state);
+            drop(state);
+            result?;
+        } else {
+            let wake = full && state.write_behind;
+            drop(state);
+            if wake {
+                self.buffer_full.notify_one();
             }
         }
-        drop(state);
         metrics::counter!("deltasnap_wal_records_appended_total").increment(1);
         metrics::counter!("deltasnap_wal_bytes_appended_total").increment(frame_bytes);
         Ok(lsn)
+    }
+
+    /// The write-behind thread's loop (module docs, "Appending"): writes the buffer out whenever
+    /// it is full, until [`Wal::stop_write_behind`]. Run it on a thread of its own; appenders
+    /// leave full buffers to it from the moment it starts. An I/O error fails the log (appenders
+    /// and syncs see it) and the loop goes on waiting for the stop.
+    pub fn run_write_behind(&self) {
+        let mut state = self.state.lock();
+        state.write_behind = true;
+        loop {
+            if state.write_behind_stop {
+                break;
+            }
+            if state.buffer.len() >= self.config.buffer_bytes_max
+                && !state.writing
+                && state.failed.is_none()
+            {
+                // An error is kept in the log's state: appenders and syncs report it.
+                state = self.write_out(state).0;
+                continue;
+            }
+            state = self.buffer_full.wait(state);
+        }
+        state.write_behind = false;
+        state.write_behind_stop = false;
+    }
+
+    /// Makes [`Wal::run_write_behind`] return (soon; join its thread to wait). Appenders write
+    /// full buffers themselves again once it has.
+    pub fn stop_write_behind(&self) {
+        self.state.lock().write_behind_stop = true;
+        self.buffer_full.notify_all();
+    }
+
+    /// Waits until no buffer write is in flight outside the lock (module docs, "Appending").
+    fn wait_for_write<'a>(&self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        while state.writing {
+            state = self.write_done.wait(state);
+        }
+        state
+    }
+
+    /// Writes the buffer at its place in the active segment *outside* the lock (module docs,
+    /// "Appending") and returns the lock retaken. The caller holds the lock with no write in
+    /// flight. An I/O error fails the log. Never fsyncs.
+    fn write_out<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+    ) -> (MutexGuard<'a, State>, Result<()>) {
+        if state.buffer.is_empty() {
+            return (state, Ok(()));
+        }
+        if let Err(error) = state.check_not_failed() {
+            return (state, Err(error));
+        }
+        // Without the seeded bug, callers wait first; with it, this write may race the one in
+        // flight, as the bug means.
+        debug_assert!(
+            !state.writing || crate::bugs::active(crate::bugs::Bug::SyncIgnoresWriteInFlight)
+        );
+        let recycled = std::mem::take(&mut state.recycled);
+        let mut bytes = std::mem::replace(&mut state.buffer, recycled);
+        let segment = state.active_segment();
+        debug_assert!(state.written_lsn >= segment.first_lsn);
+        let offset = HEADER_BYTES + (state.written_lsn - segment.first_lsn);
+        let location = segment.location().to_path_buf();
+        let file = Arc::clone(&state.active);
+        state.writing = true;
+        drop(state);
+
+        // If the write panics (a file system implementation's bug), the mark must not outlive
+        // it: every later sync, roll and close would wait for it forever.
+        let in_flight = InFlight { wal: self };
+        let result = file
+            .write_all_at(&bytes, offset)
+            .ctx("write redo segment", &location);
+        std::mem::forget(in_flight);
+
+        let mut state = self.state.lock();
+        state.writing = false;
+        let result = match result {
+            Ok(()) => {
+                metrics::counter!("deltasnap_wal_bytes_written_total")
+                    .increment(bytes.len() as u64);
+                state.written_lsn += bytes.len() as u64;
+                // One oversized record must not pin a huge buffer for the life of the log.
+                if bytes.capacity() <= 2 * self.config.buffer_bytes_max {
+                    bytes.clear();
+                    state.recycled = bytes;
+                }
+                Ok(())
+            }
+            Err(error) => Err(state.fail(error)),
+        };
+        self.write_done.notify_all();
+        (state, result)
     }
 
     /// Switches to a new segment at the end of the active one, under the lock and without an
     /// fsync (module docs, "Segment roll"): the old segment is written out, the spare gets the
     /// header and becomes the active segment, unnamed until a sync leader names it.
     fn roll(&self, state: &mut State) -> Result<()> {
+        debug_assert!(!state.writing, "a roll waits for the write in flight");
         state.write_buffer()?;
         let first_lsn = state.written_lsn;
         let (spare_path, file) = match state.spare.take() {
@@ -757,16 +927,23 @@ impl Wal {
             state = self.sync_done.wait(state);
         }
 
-        // Leader. Write under the lock so that the bytes precede the fsyncs below.
+        // Leader. Write the buffer out (after any write in flight) before the fsyncs below, so
+        // that every byte up to `covered_lsn` precedes them.
         state.sync_leader_active = true;
-        if let Err(error) = state.write_buffer() {
+        if !crate::bugs::active(crate::bugs::Bug::SyncIgnoresWriteInFlight) {
+            state = self.wait_for_write(state);
+        }
+        let (returned, result) = self.write_out(state);
+        state = returned;
+        if let Err(error) = result {
             state.sync_leader_active = false;
-            let error = state.fail(error);
             drop(state);
             self.sync_done.notify_all();
             return Err(error);
         }
-        let covered_lsn = state.end_lsn;
+        // What this leader wrote reaches `written_lsn`; appends that came during its write are
+        // left to the next sync.
+        let covered_lsn = state.written_lsn;
         let mut segments = state.not_durable(covered_lsn);
         if crate::bugs::active(crate::bugs::Bug::SyncSkipsRolledSegments) {
             segments.drain(..segments.len().saturating_sub(1));

@@ -33,6 +33,8 @@ pub struct Counters {
     pub fail_fsync: AtomicBool,
     /// When set, every later `write_all_at` fails with ENOSPC.
     pub fail_write: AtomicBool,
+    /// When set, every later `write_all_at` panics (a broken file system implementation).
+    pub panic_write: AtomicBool,
 }
 
 /// `StdFs` with counters and faults.
@@ -109,6 +111,9 @@ impl VfsFile for TestFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         if self.counters.fail_write.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc_enospc()));
+        }
+        if self.counters.panic_write.load(Ordering::SeqCst) {
+            panic!("TestFs: write_all_at panics on request");
         }
         self.inner.write_all_at(buf, offset)
     }
