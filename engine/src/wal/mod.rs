@@ -1047,6 +1047,17 @@ impl Wal {
         Ok(deleted)
     }
 
+    /// Whether a write-behind thread is running ([`Wal::run_write_behind`]).
+    pub fn write_behind_running(&self) -> bool {
+        self.state.lock().write_behind
+    }
+
+    /// Bytes written to segment files so far (not necessarily durable): the LSN below which every
+    /// appended byte has left the buffer.
+    pub fn written_lsn(&self) -> Lsn {
+        self.state.lock().written_lsn
+    }
+
     /// How many segments the log holds.
     pub fn segment_count(&self) -> usize {
         self.state.lock().segments.len()

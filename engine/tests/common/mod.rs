@@ -35,6 +35,8 @@ pub struct Counters {
     pub fail_write: AtomicBool,
     /// When set, every later `write_all_at` panics (a broken file system implementation).
     pub panic_write: AtomicBool,
+    /// `write_all_at` calls by the name of the thread that made them.
+    pub writes_by_thread: Mutex<HashMap<String, u64>>,
 }
 
 /// `StdFs` with counters and faults.
@@ -115,6 +117,17 @@ impl VfsFile for TestFile {
         if self.counters.panic_write.load(Ordering::SeqCst) {
             panic!("TestFs: write_all_at panics on request");
         }
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        *self
+            .counters
+            .writes_by_thread
+            .lock()
+            .unwrap()
+            .entry(thread)
+            .or_default() += 1;
         self.inner.write_all_at(buf, offset)
     }
     fn len(&self) -> io::Result<u64> {
