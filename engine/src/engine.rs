@@ -261,14 +261,20 @@ impl Engine {
             *engine.wal_writer.lock() = Some(
                 thread::Builder::new()
                     .name("deltasnap-wal-writer".into())
-                    .spawn(move || thread_inner.wal.run_write_behind())
+                    .spawn(move || {
+                        crate::sync::mark_background_thread();
+                        thread_inner.wal.run_write_behind()
+                    })
                     .map_err(|e| Error::io("spawn redo log writer thread", &engine.inner.dir, e))?,
             );
             let thread_inner = Arc::clone(&engine.inner);
             *engine.checkpointer.lock() = Some(
                 thread::Builder::new()
                     .name("deltasnap-checkpointer".into())
-                    .spawn(move || checkpoint::run_thread(thread_inner))
+                    .spawn(move || {
+                        crate::sync::mark_background_thread();
+                        checkpoint::run_thread(thread_inner)
+                    })
                     .map_err(|e| Error::io("spawn checkpointer thread", &engine.inner.dir, e))?,
             );
         }

@@ -218,3 +218,22 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Published<T> {
         f.debug_tuple("Published").field(&self.load()).finish()
     }
 }
+
+/// Marks the calling thread as background work (`SCHED_BATCH` on Linux): the scheduler still gives
+/// it its fair share, but waking it never preempts a running thread. The engine's own threads
+/// (checkpointer, redo log writer, snapshot task) call it first, so that a writer thread on a
+/// busy machine is not pushed off its core each time one of them is woken (BENCHMARKS.md). A
+/// no-op elsewhere and under the checkers; a refusal is logged and ignored.
+pub fn mark_background_thread() {
+    #[cfg(all(target_os = "linux", not(any(deltasnap_loom, deltasnap_shuttle))))]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param; pid 0 is the calling thread.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "could not mark a background thread SCHED_BATCH"
+            );
+        }
+    }
+}

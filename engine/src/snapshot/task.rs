@@ -576,7 +576,10 @@ pub(crate) fn start(inner: &Arc<Inner>, options: SnapshotOptions) -> Result<Snap
     };
     let thread = thread::Builder::new()
         .name("deltasnap-snapshot".into())
-        .spawn(move || task.run())
+        .spawn(move || {
+            crate::sync::mark_background_thread();
+            task.run()
+        })
         .map_err(|e| Error::io("spawn snapshot thread", &inner.dir, e))?;
     Ok(SnapshotHandle {
         shared,
