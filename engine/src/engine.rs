@@ -262,7 +262,8 @@ impl Engine {
                 thread::Builder::new()
                     .name("deltasnap-wal-writer".into())
                     .spawn(move || {
-                        crate::sync::mark_background_thread();
+                        // Not marked background: sync leaders wait for its writes (a commit's
+                        // latency), so it must run as soon as its write returns.
                         thread_inner.wal.run_write_behind()
                     })
                     .map_err(|e| Error::io("spawn redo log writer thread", &engine.inner.dir, e))?,

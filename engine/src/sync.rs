@@ -221,7 +221,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Published<T> {
 
 /// Marks the calling thread as background work (`SCHED_BATCH` on Linux): the scheduler still gives
 /// it its fair share, but waking it never preempts a running thread. The engine's own threads
-/// (checkpointer, redo log writer, snapshot task) call it first, so that a writer thread on a
+/// (checkpointer, snapshot task) call it first, so that a writer thread on a
 /// busy machine is not pushed off its core each time one of them is woken (BENCHMARKS.md). A
 /// no-op elsewhere and under the checkers; a refusal is logged and ignored.
 pub fn mark_background_thread() {

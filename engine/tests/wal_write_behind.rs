@@ -1,9 +1,11 @@
 //! Breaks if appenders still write the redo log's full buffers themselves while a write-behind
 //! thread runs (the writers' stalls the thread exists to remove, BENCHMARKS.md), if the thread
-//! loses or reorders bytes, or if appenders stop writing once it has stopped.
+//! loses or reorders bytes, if appenders stop writing once it has stopped, or if the buffer grows
+//! without bound while the disk holds a write.
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -87,5 +89,66 @@ fn with_a_write_behind_thread_appenders_never_write_and_nothing_is_lost() {
         wal.append(&record(n)).unwrap();
         n += 1;
         assert!(n < appended + 1000, "no appender wrote after the stop");
+    }
+}
+
+/// A write the disk holds for a long time must not let the buffer grow without bound: past
+/// `WRITE_BEHIND_SLACK` buffers, appenders wait for the write in flight (with and without a
+/// write-behind thread).
+#[test]
+fn the_buffer_stays_bounded_while_the_disk_holds_a_write() {
+    for write_behind in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let fs = TestFs::new();
+        let config = small_config(1 << 20);
+        let (wal, _) = open(&fs, &tmp.path().join("wal"), &config);
+        let wal = std::sync::Arc::new(wal);
+        let writer = write_behind.then(|| {
+            let wal = std::sync::Arc::clone(&wal);
+            std::thread::spawn(move || wal.run_write_behind())
+        });
+        while write_behind && !wal.write_behind_running() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Every buffer write now takes 20 ms. Two appenders append 2 × 1000 records (about
+        // 220 KB, 54 buffers of 4 KiB) as fast as the log takes them, so one appends while the
+        // other's (or the thread's) write is held.
+        fs.counters.write_delay_us.store(20_000, Ordering::SeqCst);
+        let largest_record = (0..6).map(|n| record(n).encoded_len()).max().unwrap() as u64;
+        // In flight: at most SLACK buffers and a record (what an appender takes over); behind it
+        // as much again before appenders wait.
+        let bound = 2
+            * (deltasnap::wal::WRITE_BEHIND_SLACK as u64 * config.buffer_bytes_max as u64
+                + largest_record);
+        let appenders: Vec<_> = (0..2u64)
+            .map(|t| {
+                let wal = std::sync::Arc::clone(&wal);
+                std::thread::spawn(move || {
+                    let mut most_unwritten = 0;
+                    for n in 0..1000 {
+                        let r = record(t * 1000 + n);
+                        let end = wal.append(&r).unwrap() + r.encoded_len() as u64;
+                        most_unwritten = most_unwritten.max(end.saturating_sub(wal.written_lsn()));
+                    }
+                    most_unwritten
+                })
+            })
+            .collect();
+        let most_unwritten = appenders
+            .into_iter()
+            .map(|a| a.join().unwrap())
+            .max()
+            .unwrap();
+        assert!(
+            most_unwritten <= bound,
+            "write-behind {write_behind}: {most_unwritten} bytes appended but not written, bound {bound}"
+        );
+        fs.counters.write_delay_us.store(0, Ordering::SeqCst);
+        wal.sync().unwrap();
+        assert_eq!(replay_all(&wal, 0).len(), 2000);
+        if let Some(writer) = writer {
+            wal.stop_write_behind();
+            writer.join().unwrap();
+        }
     }
 }

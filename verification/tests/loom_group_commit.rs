@@ -46,11 +46,17 @@ fn two_appenders_sync() {
     two_appenders_sync_with(WalConfig::new(512));
 }
 
-/// The same with a one-byte buffer: every append writes its record out, outside the lock, so a
-/// sync leader can find an appender's write in flight (wal module docs, "Appending").
+/// The same with a one-record buffer: every append fills it and writes its record out, outside
+/// the lock, so a sync leader can find an appender's write in flight (wal module docs,
+/// "Appending"). One record, not one byte: the other appender's record must stay below
+/// `WRITE_BEHIND_SLACK` buffers, or it waits for the write instead of leading a sync.
 fn two_appenders_writing_out_sync() {
+    let record = Record::CreatePartition {
+        epoch: 1,
+        partition: PartitionId(0),
+    };
     two_appenders_sync_with(WalConfig {
-        buffer_bytes_max: 1,
+        buffer_bytes_max: record.encoded_len(),
         ..WalConfig::new(512)
     });
 }

@@ -11,7 +11,8 @@
 //! active segment *outside* the lock: under the lock it swaps the buffer for an empty one, notes
 //! the file and offset (`written_lsn`'s place) and marks a write *in flight*; it writes; it takes
 //! the lock back, raises `written_lsn` and clears the mark. One write is in flight at most: an
-//! appender that fills the new buffer meanwhile leaves it to the next one, and everything else that
+//! appender that fills the new buffer meanwhile leaves it to the next one (up to a bound, below),
+//! and everything else that
 //! writes or rolls (a sync leader, a roll, replay) first waits for the write in flight to end. So
 //! the file still receives the bytes in LSN order and `written_lsn` still means "every byte below
 //! is written", while the other appenders go on appending during the write. (Before, the write
@@ -21,7 +22,12 @@
 //! With a *write-behind* thread ([`Wal::run_write_behind`]; the engine runs one beside its
 //! checkpointer), appenders do not write at all: the one that fills the buffer wakes the thread,
 //! which writes it out as above. An appender writes itself only when the thread has fallen
-//! [`WRITE_BEHIND_SLACK`] buffers behind, so memory stays bounded however slow the disk is.
+//! [`WRITE_BEHIND_SLACK`] buffers behind.
+//!
+//! Either way the buffer is bounded: an appender that finds [`WRITE_BEHIND_SLACK`] buffers
+//! waiting behind a write in flight waits for that write, then writes them. So a disk that holds
+//! a write stalls the appenders (as it did when the write ran under the lock), but memory stays
+//! bounded however slow the disk is.
 //!
 //! [`Wal::sync`] is group commit. A caller notes the end LSN it must cover, then:
 //! 1. if `durable_lsn` already covers it, returns;
@@ -186,7 +192,7 @@ pub struct Wal {
     dir: PathBuf,
     config: WalConfig,
     state: Mutex<State>,
-    /// Signalled when a sync leader finishes or a roll raised `durable_lsn`.
+    /// Signalled when a sync leader finishes (or a write out panicked).
     sync_done: Condvar,
     /// Signalled when a buffer write in flight outside the lock ends.
     write_done: Condvar,
@@ -533,7 +539,7 @@ impl Wal {
                 spare: None,
                 spare_next: 0,
                 buffer: Vec::with_capacity(config.buffer_bytes_max),
-                recycled: Vec::new(),
+                recycled: Vec::with_capacity(config.buffer_bytes_max),
                 written_lsn: end_lsn,
                 writing: false,
                 write_behind: false,
@@ -703,7 +709,15 @@ impl Wal {
         state.end_lsn += frame_bytes;
         // Full: the write-behind thread writes it out; without one, or with the thread too far
         // behind, this appender does, unless a write is in flight (then the appender after it
-        // will).
+        // will). Past WRITE_BEHIND_SLACK buffers, appenders wait for the write in flight, so
+        // the buffer stays bounded however long the disk holds a write (a stalled disk stalls
+        // the writers, as it did when the write ran under the lock).
+        if state.writing && state.buffer.len() >= WRITE_BEHIND_SLACK * self.config.buffer_bytes_max
+        {
+            state = self.wait_for_write(state);
+            // If the write before ours failed, ours will never be written.
+            state.check_not_failed()?;
+        }
         let full = state.buffer.len() >= self.config.buffer_bytes_max;
         let leave_to_thread = state.write_behind
             && state.buffer.len() < WRITE_BEHIND_SLACK * self.config.buffer_bytes_max;
@@ -749,7 +763,9 @@ impl Wal {
     }
 
     /// Makes [`Wal::run_write_behind`] return (soon; join its thread to wait). Appenders write
-    /// full buffers themselves again once it has.
+    /// full buffers themselves again once it has. Call it only for a thread that was spawned
+    /// (it may not have started yet: it then returns at once); the request is consumed by the
+    /// thread that returns.
     pub fn stop_write_behind(&self) {
         self.state.lock().write_behind_stop = true;
         self.buffer_full.notify_all();
@@ -770,11 +786,11 @@ impl Wal {
         &'a self,
         mut state: MutexGuard<'a, State>,
     ) -> (MutexGuard<'a, State>, Result<()>) {
-        if state.buffer.is_empty() {
-            return (state, Ok(()));
-        }
         if let Err(error) = state.check_not_failed() {
             return (state, Err(error));
+        }
+        if state.buffer.is_empty() {
+            return (state, Ok(()));
         }
         // Without the seeded bug, callers wait first; with it, this write may race the one in
         // flight, as the bug means.
@@ -816,6 +832,11 @@ impl Wal {
             Err(error) => Err(state.fail(error)),
         };
         self.write_done.notify_all();
+        // Appenders that filled the buffer during this write found a write in flight and left
+        // it; if this was not the thread's own write, the thread may be asleep.
+        if state.write_behind && state.buffer.len() >= self.config.buffer_bytes_max {
+            self.buffer_full.notify_one();
+        }
         (state, result)
     }
 

@@ -37,6 +37,8 @@ pub struct Counters {
     pub panic_write: AtomicBool,
     /// `write_all_at` calls by the name of the thread that made them.
     pub writes_by_thread: Mutex<HashMap<String, u64>>,
+    /// When set, `write_all_at` sleeps this long first (a disk that holds writes).
+    pub write_delay_us: AtomicU64,
 }
 
 /// `StdFs` with counters and faults.
@@ -116,6 +118,10 @@ impl VfsFile for TestFile {
         }
         if self.counters.panic_write.load(Ordering::SeqCst) {
             panic!("TestFs: write_all_at panics on request");
+        }
+        let delay = self.counters.write_delay_us.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_micros(delay));
         }
         let thread = std::thread::current()
             .name()
