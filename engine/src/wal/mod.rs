@@ -12,12 +12,11 @@
 //! the file and offset (`written_lsn`'s place) and marks a write *in flight*; it writes; it takes
 //! the lock back, raises `written_lsn` and clears the mark. One write is in flight at most: an
 //! appender that fills the new buffer meanwhile leaves it to the next one (up to a bound, below),
-//! and everything else that
-//! writes or rolls (a sync leader, a roll, replay) first waits for the write in flight to end. So
-//! the file still receives the bytes in LSN order and `written_lsn` still means "every byte below
-//! is written", while the other appenders go on appending during the write. (Before, the write
-//! ran under the lock: a 256 KiB write that the kernel held for milliseconds held every writer
-//! for as long, BENCHMARKS.md.)
+//! and everything else that writes or rolls (a sync leader, a roll, replay) first waits for the
+//! write in flight to end. So the file still receives the bytes in LSN order and `written_lsn`
+//! still means "every byte below is written", while the other appenders go on appending during
+//! the write. (Before, the write ran under the lock: a 256 KiB write that the kernel held for
+//! milliseconds held every writer for as long, BENCHMARKS.md.)
 //!
 //! With a *write-behind* thread ([`Wal::run_write_behind`]; the engine runs one beside its
 //! checkpointer), appenders do not write at all: the one that fills the buffer wakes the thread,
