@@ -43,7 +43,7 @@ fn model(f: impl Fn() + Send + Sync + 'static) {
 /// Two threads append one record each and sync; when `sync` returns, the durable bytes of the
 /// segment must reach past the caller's record.
 fn two_appenders_sync() {
-    two_appenders_sync_with(WalConfig::new(512));
+    two_appenders_sync_with(WalConfig::new(512), false);
 }
 
 /// The same with a one-record buffer: every append fills it and writes its record out, outside
@@ -51,38 +51,41 @@ fn two_appenders_sync() {
 /// "Appending"). One record, not one byte: the other appender's record must stay below
 /// `WRITE_BEHIND_SLACK` buffers, or it waits for the write instead of leading a sync.
 fn two_appenders_writing_out_sync() {
-    let record = Record::CreatePartition {
-        epoch: 1,
-        partition: PartitionId(0),
-    };
-    two_appenders_sync_with(WalConfig {
-        buffer_bytes_max: record.encoded_len(),
-        ..WalConfig::new(512)
-    });
+    two_appenders_sync_with(one_record_buffers(), false);
 }
 
 /// Two appenders and a write-behind thread (`Wal::run_write_behind`): each record fills the
 /// buffer, the appenders leave it to the thread, and a sync may find the thread's write in
 /// flight. Every `sync` must still cover its caller's record, and the thread must stop.
 fn two_appenders_sync_with_write_behind() {
-    let record = |t: u32| Record::CreatePartition {
+    two_appenders_sync_with(one_record_buffers(), true);
+}
+
+fn record(t: u32) -> Record {
+    Record::CreatePartition {
         epoch: 1,
         partition: PartitionId(t),
-    };
+    }
+}
+
+fn one_record_buffers() -> WalConfig {
+    WalConfig {
+        buffer_bytes_max: record(0).encoded_len(),
+        ..WalConfig::new(512)
+    }
+}
+
+fn two_appenders_sync_with(config: WalConfig, write_behind: bool) {
     let sim = SimFs::new();
     let vfs: Arc<dyn Vfs> = Arc::new(sim.clone());
     vfs.create_dir_all(Path::new("/wal")).unwrap();
     vfs.sync_dir(Path::new("/")).unwrap();
-    let config = WalConfig {
-        buffer_bytes_max: record(0).encoded_len(),
-        ..WalConfig::new(512)
-    };
     let (wal, _) = Wal::open(Arc::clone(&vfs), Path::new("/wal"), config, 0).unwrap();
     let wal = Arc::new(wal);
-    let writer = {
+    let writer = write_behind.then(|| {
         let wal = Arc::clone(&wal);
         loom::thread::spawn(move || wal.run_write_behind())
-    };
+    });
     let threads: Vec<_> = (0..2u32)
         .map(|t| {
             let (wal, sim) = (Arc::clone(&wal), sim.clone());
@@ -101,38 +104,9 @@ fn two_appenders_sync_with_write_behind() {
     for thread in threads {
         thread.join().unwrap();
     }
-    wal.stop_write_behind();
-    writer.join().unwrap();
-}
-
-fn two_appenders_sync_with(config: WalConfig) {
-    let sim = SimFs::new();
-    let vfs: Arc<dyn Vfs> = Arc::new(sim.clone());
-    vfs.create_dir_all(Path::new("/wal")).unwrap();
-    vfs.sync_dir(Path::new("/")).unwrap();
-    let (wal, _) = Wal::open(Arc::clone(&vfs), Path::new("/wal"), config, 0).unwrap();
-    let wal = Arc::new(wal);
-    let threads: Vec<_> = (0..2u32)
-        .map(|t| {
-            let (wal, sim) = (Arc::clone(&wal), sim.clone());
-            loom::thread::spawn(move || {
-                let record = Record::CreatePartition {
-                    epoch: 1,
-                    partition: PartitionId(t),
-                };
-                let lsn = wal.append(&record).unwrap();
-                let end = lsn + record.encoded_len() as u64;
-                wal.sync().unwrap();
-                let durable = sim.durable_len(Path::new(SEGMENT)).unwrap();
-                assert!(
-                    durable >= SEGMENT_HEADER_BYTES + end,
-                    "R1: sync returned but the record ending at LSN {end} is not durable ({durable} durable bytes)"
-                );
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread.join().unwrap();
+    if let Some(writer) = writer {
+        wal.stop_write_behind();
+        writer.join().unwrap();
     }
 }
 
@@ -145,10 +119,6 @@ fn two_appenders_sync_across_rolls() {
     let vfs: Arc<dyn Vfs> = Arc::new(sim.clone());
     vfs.create_dir_all(Path::new("/wal")).unwrap();
     vfs.sync_dir(Path::new("/")).unwrap();
-    let record = |t: u32| Record::CreatePartition {
-        epoch: 1,
-        partition: PartitionId(t),
-    };
     let config = WalConfig {
         segment_bytes_max: SEGMENT_HEADER_BYTES + record(0).encoded_len() as u64,
         ..WalConfig::new(512)
