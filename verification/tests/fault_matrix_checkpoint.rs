@@ -20,7 +20,9 @@ use deltasnap::bugs::{self, kill, Bug};
 use deltasnap::vfs::{FaultError, FaultKind, SimFs};
 use deltasnap::{Config, Engine, Error, PartitionId};
 use support::fault_fs::{FaultFs, Op};
-use support::matrix::{bounded, errno_text, error_name, error_named, Tally, ERRORS};
+use support::matrix::{
+    bounded, errno_text, error_name, replay_point, Tally, Then, CRASH_SEEDS, ERRORS,
+};
 use support::{History, State};
 
 const PAGE_SIZE: u32 = 512;
@@ -28,7 +30,6 @@ const PAGES: u32 = 12;
 /// Partitions 0 and 1 are written, 2 is dropped before the checkpoint, 3 created before it.
 const DROPPED: PartitionId = PartitionId(2);
 const CREATED: PartitionId = PartitionId(3);
-const CRASH_SEEDS: [u64; 3] = [1, 7, 0xdead_beef];
 const STORE: &str = "/store";
 const POINT_LIMIT: Duration = Duration::from_secs(30);
 
@@ -144,20 +145,6 @@ fn check_partitions_durable(sim: &SimFs) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Then {
-    /// Carry on (write, sync, checkpoint), close, reopen.
-    Reopen,
-    /// Power cut right after the failure, then reopen.
-    Crash(u64),
-}
-
-impl Then {
-    fn all() -> impl Iterator<Item = Then> {
-        std::iter::once(Then::Reopen).chain(CRASH_SEEDS.into_iter().map(Then::Crash))
-    }
 }
 
 /// The clean checkpoint's operations, and the index of the rename that moves the control file.
@@ -345,14 +332,6 @@ fn sweep() -> Result<(usize, Tally), String> {
         }
     }
     Ok((clean.ops.len(), tally))
-}
-
-fn replay_point() -> Option<(usize, FaultError)> {
-    let text = std::env::var("DELTASNAP_FAULT_POINT").ok()?;
-    let (index, error) = text
-        .split_once(':')
-        .expect("DELTASNAP_FAULT_POINT=<operation>:<eio|enospc>");
-    Some((index.parse().unwrap(), error_named(error)))
 }
 
 #[test]

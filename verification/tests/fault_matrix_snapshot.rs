@@ -20,7 +20,9 @@ use deltasnap::bugs::{self, kill, Bug};
 use deltasnap::vfs::{FaultError, SimFs, Vfs};
 use deltasnap::{Engine, Error, JobKind, JobStage, Manifest, PageId, SnapshotOptions};
 use support::fault_fs::{FaultFs, Op};
-use support::matrix::{bounded, errno_text, error_name, error_named, Tally, ERRORS};
+use support::matrix::{
+    bounded, errno_text, error_name, replay_point, Tally, Then, CRASH_SEEDS, ERRORS,
+};
 use support::{
     config, final_dir, marker, store_dir, target_dir, tmp_dir, wait_until, History, State, ROOT,
     SNAPSHOT_NAME, SNAPSHOT_THREAD,
@@ -29,7 +31,6 @@ use support::{
 const PAGE_SIZE: u32 = 512;
 const PARTITIONS: u32 = 2;
 const PAGES: u32 = 8;
-const CRASH_SEEDS: [u64; 3] = [1, 7, 0xdead_beef];
 const POINT_LIMIT: Duration = Duration::from_secs(30);
 
 /// Writes `pages` until the first error; returns whether all went through.
@@ -152,20 +153,6 @@ fn run(fault: Option<(usize, FaultError)>) -> Run {
         synced,
         writers_ok,
         result,
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Then {
-    /// Carry on (write, sync, checkpoint, a new snapshot if needed), close, reopen.
-    Reopen,
-    /// Power cut right after the snapshot ended, then reopen.
-    Crash(u64),
-}
-
-impl Then {
-    fn all() -> impl Iterator<Item = Then> {
-        std::iter::once(Then::Reopen).chain(CRASH_SEEDS.into_iter().map(Then::Crash))
     }
 }
 
@@ -480,14 +467,6 @@ fn sweep() -> Result<(usize, Tally), String> {
         }
     }
     Ok((ops.len(), tally))
-}
-
-fn replay_point() -> Option<(usize, FaultError)> {
-    let text = std::env::var("DELTASNAP_FAULT_POINT").ok()?;
-    let (index, error) = text
-        .split_once(':')
-        .expect("DELTASNAP_FAULT_POINT=<operation>:<eio|enospc>");
-    Some((index.parse().unwrap(), error_named(error)))
 }
 
 #[test]

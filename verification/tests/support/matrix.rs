@@ -118,3 +118,30 @@ impl fmt::Display for Tally {
         Ok(())
     }
 }
+
+/// The power cuts each fault point is also followed by (as the seeds of `SimFs::crash`).
+pub const CRASH_SEEDS: [u64; 3] = [1, 7, 0xdead_beef];
+
+/// What a fault point does after the injected failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Carry on with the matrix's workload, close, reopen.
+    Reopen,
+    /// Power cut (where the matrix says), then reopen.
+    Crash(u64),
+}
+
+impl Then {
+    pub fn all() -> impl Iterator<Item = Then> {
+        std::iter::once(Then::Reopen).chain(CRASH_SEEDS.into_iter().map(Then::Crash))
+    }
+}
+
+/// The point `DELTASNAP_FAULT_POINT=<operation>:<eio|enospc>` names, to replay it alone.
+pub fn replay_point() -> Option<(usize, FaultError)> {
+    let text = std::env::var("DELTASNAP_FAULT_POINT").ok()?;
+    let (index, error) = text
+        .split_once(':')
+        .expect("DELTASNAP_FAULT_POINT=<operation>:<eio|enospc>");
+    Some((index.parse().unwrap(), error_named(error)))
+}
