@@ -104,6 +104,11 @@ pub enum Error {
     /// The snapshot was cancelled.
     #[error("snapshot cancelled")]
     Cancelled,
+
+    /// Another engine (in this process or another) holds the store open: one engine per store.
+    /// `holder_pid` is the pid the holder wrote into the lock file, where it could be read.
+    #[error("store at {} is in use by another engine{}", dir.display(), holder_pid.map(|p| format!(" (process {p})")).unwrap_or_default())]
+    StoreLocked { dir: PathBuf, holder_pid: Option<u32> },
 }
 
 impl Error {
