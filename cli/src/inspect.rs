@@ -2,16 +2,18 @@
 //!
 //! - A directory holding `manifest.json` is a snapshot: its manifest is parsed and checked
 //!   (`Manifest::parse`) but the pages are not read (that is `verify`'s job).
-//! - Anything else is opened as a store, without creating one and without the background
-//!   checkpointer, described, and closed. Opening runs recovery: it cuts a torn redo tail and
-//!   replays the redo log, and closing writes a checkpoint if the replay changed anything: the
-//!   engine has no read-only open yet.
+//! - A store another engine holds (`deltasnap::lock_holder`) is described from its control file
+//!   alone: no recovery, no lock, not a byte written, and the output says which process uses it
+//!   (the redo written since the last checkpoint is not replayed, so it is not counted).
+//! - Any other store is opened, without creating one and without the background checkpointer,
+//!   described, and closed. Opening runs recovery: it cuts a torn redo tail and replays the redo
+//!   log, and closing writes a checkpoint if the replay changed anything.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use deltasnap::snapshot::manifest::MANIFEST_FILE_NAME;
-use deltasnap::{Config, Engine, Error, JobStatus, Manifest};
+use deltasnap::{last_checkpoint, lock_holder, Config, Engine, Error, JobStatus, Manifest};
 use serde::Serialize;
 
 use crate::args::InspectArgs;
@@ -63,13 +65,22 @@ struct StoreInfo {
     payload_bytes: usize,
     partitions: Vec<PartitionInfo>,
     pages: u64,
+    /// Set when another engine holds the store: it was read without recovery.
+    in_use: Option<InUse>,
     last_checkpoint: CheckpointInfo,
-    redo: RedoInfo,
+    /// What recovery found; `None` for a store in use (it was not recovered).
+    redo: Option<RedoInfo>,
     stale_files_removed: Vec<PathBuf>,
     metadata: Vec<MetadataInfo>,
     /// Jobs of this process only: the engine keeps job history in memory.
     jobs: Vec<JobStatus>,
     bytes_on_disk: DiskUsage,
+}
+
+#[derive(Debug, Serialize)]
+struct InUse {
+    /// The holder's process id, where its lock file names it.
+    pid: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -148,7 +159,14 @@ fn inspect_snapshot(dir: &Path) -> Result<SnapshotInfo> {
 
 fn inspect_store(dir: &Path) -> Result<StoreInfo> {
     let what = || format!("inspect store {}", dir.display());
-    let engine = open_existing(dir).context(what)?;
+    if let Some(holder) = lock_holder(dir).context(what)? {
+        return inspect_store_in_use(dir, holder.pid);
+    }
+    let engine = match open_existing(dir) {
+        // Taken between the look and the open: describe it as in use.
+        Err(Error::StoreLocked { holder_pid, .. }) => return inspect_store_in_use(dir, holder_pid),
+        other => other.context(what)?,
+    };
     let report = engine.recovery_report().clone();
     let partitions: Vec<PartitionInfo> = engine
         .partitions()
@@ -166,7 +184,8 @@ fn inspect_store(dir: &Path) -> Result<StoreInfo> {
             epoch: report.checkpoint_epoch,
             replay_start_lsn: report.replay_start_lsn,
         },
-        redo: RedoInfo {
+        in_use: None,
+        redo: Some(RedoInfo {
             end_lsn: report.end_lsn,
             records_replayed: report.records_replayed,
             tail_cut: report.wal_tail_cut.map(|cut| TailCutInfo {
@@ -175,7 +194,7 @@ fn inspect_store(dir: &Path) -> Result<StoreInfo> {
                 bytes_dropped: cut.bytes_dropped,
                 reason: cut.reason,
             }),
-        },
+        }),
         stale_files_removed: report.stale_files_removed,
         metadata: metadata_info(&metadata),
         jobs: engine.jobs(),
@@ -183,6 +202,39 @@ fn inspect_store(dir: &Path) -> Result<StoreInfo> {
     };
     engine.close().context(what)?;
     Ok(info)
+}
+
+/// A store another engine holds, from its control file only: no recovery, no lock, no write.
+fn inspect_store_in_use(dir: &Path, pid: Option<u32>) -> Result<StoreInfo> {
+    let what = || format!("inspect store {}", dir.display());
+    let control = last_checkpoint(dir).context(what)?.ok_or_else(|| {
+        crate::failure::Failure::error(what(), "the store is in use but has no control file")
+    })?;
+    let partitions: Vec<PartitionInfo> = control
+        .partitions
+        .iter()
+        .map(|(id, pages)| PartitionInfo {
+            id: id.0,
+            pages: *pages,
+        })
+        .collect();
+    Ok(StoreInfo {
+        dir: dir.to_path_buf(),
+        page_size: control.page_size,
+        payload_bytes: deltasnap::format::payload_size(control.page_size as usize),
+        pages: partitions.iter().map(|p| p.pages as u64).sum(),
+        partitions,
+        in_use: Some(InUse { pid }),
+        last_checkpoint: CheckpointInfo {
+            epoch: control.checkpoint_epoch,
+            replay_start_lsn: control.replay_start_lsn,
+        },
+        redo: None,
+        stale_files_removed: Vec::new(),
+        metadata: metadata_info(&control.metadata),
+        jobs: Vec::new(),
+        bytes_on_disk: disk_usage(dir).context(what)?,
+    })
 }
 
 /// Opens an existing store whatever its page size: the engine insists on the configured page
@@ -298,19 +350,35 @@ fn print_store(store: &StoreInfo) {
         store.page_size,
         store.payload_bytes
     );
+    if let Some(in_use) = &store.in_use {
+        let holder = match in_use.pid {
+            Some(pid) => format!("process {pid}"),
+            None => "another engine".to_string(),
+        };
+        println!("  in use       by {holder}: read from the last checkpoint without recovery or lock; writes since it are not shown");
+    }
     print_partitions(&store.partitions, store.pages, store.page_size);
     println!(
         "  checkpoint   last completed: epoch {}, redo replay starts at LSN {}",
         store.last_checkpoint.epoch, store.last_checkpoint.replay_start_lsn
     );
+    let Some(redo) = &store.redo else {
+        println!(
+            "  redo log     {} in {} segment file(s), not read (the store is in use)",
+            format_bytes(store.bytes_on_disk.wal),
+            store.bytes_on_disk.wal_segments
+        );
+        print_metadata(&store.metadata);
+        return;
+    };
     println!(
         "  redo log     ends at LSN {}; {} record(s) replayed at open; {} in {} segment file(s)",
-        store.redo.end_lsn,
-        format_count(store.redo.records_replayed),
+        redo.end_lsn,
+        format_count(redo.records_replayed),
         format_bytes(store.bytes_on_disk.wal),
         store.bytes_on_disk.wal_segments
     );
-    match &store.redo.tail_cut {
+    match &redo.tail_cut {
         None => println!("  redo tail    intact"),
         Some(cut) => println!(
             "  redo tail    cut at LSN {} in {}: {} dropped ({})",

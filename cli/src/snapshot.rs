@@ -8,7 +8,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use deltasnap::{Epoch, JobStage, Manifest, SnapshotHandle, SnapshotOptions};
+use deltasnap::{Epoch, Error, JobStage, Manifest, SnapshotHandle, SnapshotOptions};
 use indicatif::ProgressBar;
 
 use crate::args::SnapshotArgs;
@@ -131,7 +131,21 @@ pub fn manifest_pages(manifest: &Manifest) -> u64 {
 pub fn run(args: &SnapshotArgs, json: bool) -> Result<()> {
     let store = &args.store_dir;
     let what = format!("snapshot {}", store.display());
-    let engine = crate::inspect::open_existing(store).context(|| what.clone())?;
+    let engine = match crate::inspect::open_existing(store) {
+        Err(Error::StoreLocked { holder_pid, .. }) => {
+            let holder =
+                holder_pid.map_or("another engine".to_string(), |pid| format!("process {pid}"));
+            return Err(Failure::error(
+                what,
+                format!(
+                    "the store is in use by {holder}; this command opens the store itself, so it \
+                     cannot snapshot a live one: take the snapshot inside the application that \
+                     holds it (Engine::snapshot), or stop that application first"
+                ),
+            ));
+        }
+        other => other.context(|| what.clone())?,
+    };
     let mut options = SnapshotOptions::new(&args.target_dir, &args.name);
     options.delta_policy = args.delta_policy.into();
     options.rate_limit_bytes_per_sec = args.rate_limit;

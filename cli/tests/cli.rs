@@ -407,3 +407,92 @@ fn a_store_snapshots_verifies_and_restores_from_the_command_line() {
     assert_one_line_failure(&output, "deltasnap: snapshot ");
     assert!(!missing.exists());
 }
+
+/// Every file under `dir` with its bytes' crc32c (paths relative to `dir`).
+fn file_checksums(dir: &Path) -> Vec<(String, u64, u32)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                let name = path.strip_prefix(dir).unwrap().display().to_string();
+                files.push((name, bytes.len() as u64, crc32c::crc32c(&bytes)));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn a_live_store_is_inspected_without_a_byte_changed_and_not_snapshotted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        background_checkpointer: false, // nothing of the holder's own writes during the check
+        ..Config::default()
+    };
+    let engine = Engine::open(dir.path().join("store"), config).unwrap();
+    engine.create_partition(PartitionId(2)).unwrap();
+    let page = engine.allocate_page(PartitionId(2)).unwrap();
+    engine.write(page, 0, b"checkpointed").unwrap();
+    engine.checkpoint().unwrap();
+    engine.write(page, 0, b"only in the redo log").unwrap();
+    engine.metadata_put(b"schema", b"v2").unwrap();
+    engine.sync().unwrap();
+    let store = dir.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    let before = file_checksums(&store);
+
+    let output = deltasnap(&["inspect", "--json", store_arg]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let info: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    assert_eq!(info["in_use"]["pid"], std::process::id());
+    assert_eq!(info["partitions"][0]["pages"], 1);
+    assert!(info["redo"].is_null(), "not recovered: {info:#}");
+    let human = deltasnap(&["inspect", store_arg]);
+    assert!(human.status.success(), "{}", stderr(&human));
+    let text = stdout(&human);
+    assert!(
+        text.contains(&format!("in use       by process {}", std::process::id())),
+        "{text}"
+    );
+    assert_eq!(
+        file_checksums(&store),
+        before,
+        "inspect changed the live store"
+    );
+
+    let target = dir.path().join("snapshots");
+    let output = deltasnap(&[
+        "snapshot",
+        "--name",
+        "live",
+        store_arg,
+        target.to_str().unwrap(),
+    ]);
+    assert_one_line_failure(&output, "deltasnap: snapshot ");
+    assert_eq!(output.status.code(), Some(3));
+    let message = stderr(&output);
+    assert!(
+        message.contains("in use by process") && message.contains("Engine::snapshot"),
+        "{message}"
+    );
+    assert_eq!(
+        file_checksums(&store),
+        before,
+        "a refused snapshot changed the live store"
+    );
+    assert!(!target.join("live").exists());
+
+    // The holder is unaffected and, once it closes, the CLI opens the store as before.
+    assert_eq!(&engine.read(page).unwrap()[..20], b"only in the redo log");
+    engine.close().unwrap();
+    let output = deltasnap(&["inspect", "--json", store_arg]);
+    let info: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    assert!(info["in_use"].is_null());
+    assert!(!info["redo"].is_null());
+}

@@ -43,10 +43,14 @@ pub enum Bug {
     /// outside the lock, so bytes before its own may not be written (or are overwritten) when it
     /// reports them durable (R1; `wal` module docs, "Appending").
     SyncIgnoresWriteInFlight = 12,
+    // 13..=22: issue 11's lifecycle defects (being added on other branches).
+    /// `Engine::open` does not refuse a store another engine holds: a second engine's recovery
+    /// and close rewrite the store under the first (`lock`).
+    NoStoreLock = 23,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::SkipRegistrationRecheck,
         Bug::DrainDoesNotWait,
         Bug::NoRetryAfterCut,
@@ -60,6 +64,7 @@ impl Bug {
         Bug::CursorDecisionNotAtomic,
         Bug::SyncSkipsRolledSegments,
         Bug::SyncIgnoresWriteInFlight,
+        Bug::NoStoreLock,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +82,7 @@ impl Bug {
             Bug::CursorDecisionNotAtomic => "cursor-decision-not-atomic",
             Bug::SyncSkipsRolledSegments => "sync-skips-rolled-segments",
             Bug::SyncIgnoresWriteInFlight => "sync-ignores-write-in-flight",
+            Bug::NoStoreLock => "no-store-lock",
         }
     }
 }

@@ -31,15 +31,18 @@ const CRC_SIZE: usize = 4;
 /// No legitimate control file comes near this; a larger length is corruption, not an allocation.
 const BODY_LEN_MAX: u64 = 1 << 30;
 
-/// The content of a control file.
+/// The content of a control file: the store as of its last completed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ControlData {
+    /// The store's page size in bytes.
     pub page_size: u32,
     /// The last completed checkpoint (0: the empty store).
     pub checkpoint_epoch: Epoch,
+    /// Recovery replays the redo log from this LSN.
     pub replay_start_lsn: Lsn,
     /// Partition ids and their logical page counts at the cut.
     pub partitions: BTreeMap<PartitionId, u32>,
+    /// The metadata map at the cut.
     pub metadata: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
@@ -144,6 +147,29 @@ impl ControlData {
         };
         decode_body().map_err(corrupted)
     }
+}
+
+/// The last completed checkpoint of the store in `dir`, as its control file records it: read
+/// without recovery, without the store lock and without writing a byte, so a tool may look at a
+/// store another engine holds (the redo written since that checkpoint is not replayed).
+/// `Ok(None)` if `dir` holds no control file.
+///
+/// ```
+/// use deltasnap::{last_checkpoint, Config, Engine, PartitionId};
+///
+/// let dir = tempfile::tempdir()?;
+/// let engine = Engine::open(dir.path(), Config::default())?;
+/// engine.create_partition(PartitionId(3))?;
+/// engine.checkpoint()?;
+/// let control = last_checkpoint(dir.path())?.expect("a store");
+/// assert!(control.partitions.contains_key(&PartitionId(3)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn last_checkpoint(dir: impl AsRef<Path>) -> Result<Option<ControlData>> {
+    read(
+        &(Arc::new(crate::vfs::StdFs::new()) as Arc<dyn Vfs>),
+        dir.as_ref(),
+    )
 }
 
 /// Reads `<dir>/CONTROL`; `Ok(None)` if it does not exist.

@@ -32,6 +32,7 @@ use crate::epoch::Epochs;
 use crate::error::{Error, IoContext, Result};
 use crate::format;
 use crate::jobs::{JobStatus, Jobs};
+use crate::lock::{StoreLock, LOCK_FILE_NAME};
 use crate::memory::{Budget, PageImage, Partition, PartitionShape, Slot, Versioned};
 use crate::snapshot::task::{SnapshotClaim, SnapshotHandle, SnapshotOptions};
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -227,6 +228,8 @@ pub struct Engine {
     checkpointer: Mutex<Option<thread::JoinHandle<()>>>,
     wal_writer: Mutex<Option<thread::JoinHandle<()>>>,
     recovery: RecoveryReport,
+    /// Held from before recovery until `close` has written its last checkpoint.
+    lock: Mutex<Option<StoreLock>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -247,6 +250,9 @@ impl Engine {
     pub fn open_on(vfs: Arc<dyn Vfs>, dir: impl AsRef<Path>, config: Config) -> Result<Engine> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
+        // Before recovery reads a byte: a second engine must not replay, or later rewrite, a
+        // store another one is changing.
+        let lock = StoreLock::acquire(&vfs, &dir, config.create_if_missing)?;
         let (inner, recovery) = recover(vfs, dir, config)?;
         let inner = Arc::new(inner);
         let engine = Engine {
@@ -254,6 +260,7 @@ impl Engine {
             checkpointer: Mutex::new(None),
             wal_writer: Mutex::new(None),
             recovery,
+            lock: Mutex::new(lock),
         };
         if engine.inner.config.background_checkpointer {
             // On an error, dropping `engine` stops and joins what was started.
@@ -555,6 +562,9 @@ impl Engine {
     /// closes the store. Later calls return `Error::Closed`. Dropping an engine closes it too
     /// (logging any error instead of returning it).
     pub fn close(&self) -> Result<()> {
+        // One close at a time: a second caller waits for the first, then finds the engine closed
+        // (and never sees the store unlocked while the first still writes).
+        let mut lock = self.lock.lock();
         if self.inner.closed.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -579,6 +589,8 @@ impl Engine {
                 .and_then(|_| checkpoint::run(&self.inner, Trigger::Close).map(|_| ())),
         };
         self.inner.closed.store(true, Ordering::Release);
+        // The last byte this engine writes is behind it: another engine may open the store.
+        drop(lock.take());
         result
     }
 }
@@ -1348,7 +1360,7 @@ fn create_store(vfs: &Arc<dyn Vfs>, dir: &Path, config: &Config) -> Result<()> {
         let entries = vfs.read_dir(dir).ctx("list store directory", dir)?;
         let foreign: Vec<_> = entries
             .iter()
-            .filter(|e| e.as_str() != SNAPSHOTS_TMP_DIR)
+            .filter(|e| e.as_str() != SNAPSHOTS_TMP_DIR && e.as_str() != LOCK_FILE_NAME)
             .collect();
         if !foreign.is_empty() {
             return Err(Error::NotAStore {

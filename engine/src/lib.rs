@@ -26,6 +26,7 @@ pub mod epoch;
 pub mod error;
 pub mod format;
 pub mod jobs;
+mod lock;
 pub(crate) mod memory;
 pub mod snapshot;
 pub mod sync;
@@ -36,11 +37,13 @@ pub mod wal;
 pub use checkpoint::{
     CheckpointCut, CheckpointListener, CheckpointOutcome, CutPartition, WriteGuard,
 };
+pub use control::{last_checkpoint, ControlData};
 pub use engine::{
     Config, Engine, EngineStats, RecoveryReport, METADATA_KEY_BYTES_MAX, METADATA_VALUE_BYTES_MAX,
 };
 pub use error::{Error, Result};
 pub use jobs::{JobKind, JobStage, JobStatus};
+pub use lock::{lock_holder, lock_holder_on, LockHolder, LOCK_FILE_NAME};
 pub use snapshot::manifest::Manifest;
 pub use snapshot::protocol::DeltaPolicy;
 pub use snapshot::verify::{

@@ -76,6 +76,14 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     fn sync_all(&self) -> io::Result<()>;
     /// For [`VfsFile::copy_to`] implementations that need the concrete type of the destination.
     fn as_any(&self) -> &dyn Any;
+    /// Takes an exclusive advisory lock on the whole file without waiting: `Ok(true)` if this
+    /// handle now holds it, `Ok(false)` if another handle holds it, in this process or another.
+    /// The lock lasts until this handle is dropped or its process exits. The store lock
+    /// (`format.md` §1) rests on it; a wrapper must pass it through to the file it wraps.
+    fn try_lock_exclusive(&self) -> io::Result<bool>;
+    /// Whether a handle other than this one holds the exclusive lock, without taking any lock
+    /// (so a reader can tell a store is in use without disturbing it).
+    fn is_locked_by_other(&self) -> io::Result<bool>;
 
     /// Asks the OS to start writing the `len` bytes at `offset` to storage now, without waiting
     /// for them. A hint: it makes nothing durable (only [`VfsFile::sync_all`] does), but a later

@@ -136,11 +136,13 @@ pub enum FaultKind {
     Rename,
     /// [`VfsFile::copy_to`] itself (its reads and writes count as `Read` and `Write`).
     Copy,
+    /// [`VfsFile::try_lock_exclusive`], [`VfsFile::is_locked_by_other`].
+    Lock,
 }
 
 impl FaultKind {
     /// Every kind, for rules that should match all operations but one or two.
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Open,
         FaultKind::Read,
         FaultKind::Write,
@@ -153,6 +155,7 @@ impl FaultKind {
         FaultKind::Remove,
         FaultKind::Rename,
         FaultKind::Copy,
+        FaultKind::Lock,
     ];
 
     fn bit(self) -> u16 {
@@ -342,6 +345,8 @@ struct FileInode {
     durable: Vec<u8>,
     unsynced: Vec<UnsyncedChange>,
     handles_open: u32,
+    /// The handle holding the exclusive lock ([`VfsFile::try_lock_exclusive`]), if one does.
+    locked_by: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -362,6 +367,8 @@ struct State {
     inode_next: InodeId,
     /// Bumped by every crash; handles from an older generation fail.
     generation: u64,
+    /// The id the next handle gets (handle ids name lock holders).
+    handle_next: u64,
     op_count: u64,
     rules: Vec<FaultRule>,
     /// The index of the operation at which the power was cut, until `crash`.
@@ -377,6 +384,7 @@ impl Default for State {
             inodes,
             inode_next: ROOT_RELATIVE + 1,
             generation: 0,
+            handle_next: 0,
             op_count: 0,
             rules: Vec::new(),
             power_cut_at: None,
@@ -795,6 +803,7 @@ impl SimFs {
         for inode in state.inodes.values_mut() {
             if let Inode::File(file) = inode {
                 file.handles_open = 0;
+                file.locked_by = None; // a restart ends every process, and its locks
             }
         }
         let mut rng = SplitMix64(seed);
@@ -926,9 +935,12 @@ impl Vfs for SimFs {
             }
         };
         state.file_mut(inode).handles_open += 1;
+        let handle = state.handle_next;
+        state.handle_next += 1;
         Ok(Arc::new(SimFile {
             state: Arc::clone(&self.state),
             inode,
+            handle,
             generation: state.generation,
             writable: mode != OpenMode::Read,
             path: path.to_path_buf(),
@@ -1099,6 +1111,8 @@ impl Vfs for SimFs {
 struct SimFile {
     state: Arc<Mutex<State>>,
     inode: InodeId,
+    /// Unique among every handle this file system opened.
+    handle: u64,
     generation: u64,
     writable: bool,
     path: PathBuf,
@@ -1153,6 +1167,9 @@ impl Drop for SimFile {
         let file = state.file_mut(self.inode);
         debug_assert!(file.handles_open > 0, "simfs: handle count underflow");
         file.handles_open -= 1;
+        if file.locked_by == Some(self.handle) {
+            file.locked_by = None;
+        }
         if file.handles_open == 0 {
             state.collect_garbage();
         }
@@ -1222,6 +1239,22 @@ impl VfsFile for SimFile {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn try_lock_exclusive(&self) -> io::Result<bool> {
+        self.with_file(FaultKind::Lock, |file| match file.locked_by {
+            Some(holder) if holder != self.handle => Ok(false),
+            _ => {
+                file.locked_by = Some(self.handle);
+                Ok(true)
+            }
+        })
+    }
+
+    fn is_locked_by_other(&self) -> io::Result<bool> {
+        self.with_file(FaultKind::Lock, |file| {
+            Ok(file.locked_by.is_some_and(|holder| holder != self.handle))
+        })
     }
 
     fn copy_to(

@@ -83,6 +83,38 @@ impl Vfs for StdFs {
     }
 }
 
+/// A lock description covering the whole file, however long it grows.
+fn whole_file_lock(kind: libc::c_int) -> libc::flock {
+    // SAFETY: `flock` is a plain C struct; all-zero is a valid value of every field.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = 0;
+    lock.l_len = 0; // to the end of the file, wherever it is
+    lock
+}
+
+impl StdFile {
+    /// Open file description locks (`F_OFD_*`): owned by this handle's open file description, so
+    /// two handles conflict even in one process (classic `F_SETLK` locks would not), released
+    /// when the handle is closed or its process dies, and testable without taking them
+    /// (`F_OFD_GETLK`, which `flock` lacks).
+    fn fcntl_lock(&self, command: libc::c_int, lock: &mut libc::flock) -> io::Result<()> {
+        loop {
+            // SAFETY: the descriptor is open for the lifetime of `self`, and `lock` is a valid,
+            // exclusively borrowed `flock` for the duration of the call.
+            let result = unsafe { libc::fcntl(self.file.as_raw_fd(), command, lock as *mut _) };
+            if result != -1 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                return Err(err);
+            }
+        }
+    }
+}
+
 impl VfsFile for StdFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.file.read_at(buf, offset)
@@ -106,6 +138,21 @@ impl VfsFile for StdFile {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn try_lock_exclusive(&self) -> io::Result<bool> {
+        let mut lock = whole_file_lock(libc::F_WRLCK);
+        match self.fcntl_lock(libc::F_OFD_SETLK, &mut lock) {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn is_locked_by_other(&self) -> io::Result<bool> {
+        let mut lock = whole_file_lock(libc::F_WRLCK);
+        self.fcntl_lock(libc::F_OFD_GETLK, &mut lock)?;
+        Ok(lock.l_type != libc::F_UNLCK as libc::c_short)
     }
 
     fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {

@@ -142,6 +142,12 @@ impl VfsFile for TestFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)
     }
+    fn try_lock_exclusive(&self) -> io::Result<bool> {
+        self.inner.try_lock_exclusive()
+    }
+    fn is_locked_by_other(&self) -> io::Result<bool> {
+        self.inner.is_locked_by_other()
+    }
     fn sync_all(&self) -> io::Result<()> {
         let delay_us = self.counters.fsync_delay_us.load(Ordering::SeqCst);
         if delay_us > 0 {

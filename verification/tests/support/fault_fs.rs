@@ -292,6 +292,16 @@ impl VfsFile for FaultFile {
         self
     }
 
+    fn try_lock_exclusive(&self) -> io::Result<bool> {
+        self.before(FaultKind::Lock, None)?;
+        self.inner.try_lock_exclusive()
+    }
+
+    fn is_locked_by_other(&self) -> io::Result<bool> {
+        self.before(FaultKind::Lock, None)?;
+        self.inner.is_locked_by_other()
+    }
+
     /// Copies through `read_at` and `write_all_at` of the wrappers, so that rules see the copy's
     /// reads of the source and writes of the destination (the inner file's own `copy_to` would
     /// bypass them).
