@@ -20,11 +20,24 @@
 //! (`deltasnap_checkpoint_cleanup_failures_total`) and retried by the next checkpoint's cleanup.
 //! A failure in steps 2–5 poisons the engine (writes fail with `Error::Poisoned`): after a failed
 //! write or fsync the page cache cannot be trusted, the redo log still holds every write, and
-//! reopening recovers from it. Nothing synced is lost.
+//! reopening recovers from it. Nothing synced is lost. A listener that panics fails the
+//! checkpoint the same way, the poison naming the callback and the panic's message; any other
+//! panic in a checkpoint poisons too (`checkpoint panicked: …`). Nothing unwinds out of a
+//! checkpoint, so the checkpointer thread never dies silently and every waiter (`checkpoint()`,
+//! throttled writers, a snapshot) sees the poison (L2).
+//!
+//! Shutdown (L2): `close` sets `Schedule::shutdown`; the thread starts no run after it sees it,
+//! so a `checkpoint()` whose run has not started returns `Error::Closed` (close's final
+//! checkpoint makes the writes durable). After that final checkpoint no other runs: a caller's
+//! thread that raced `close` gets `Error::Closed` instead of writing the store.
+//!
+//! Dropped partitions: the dirty pages of a partition dropped at or before the cut are not
+//! written, and their dirty bytes are returned in step 3 (nothing later would; L3). Their
+//! resident bytes go in step 6, with the file.
 
 use std::any::Any;
-use std::panic::AssertUnwindSafe;
 use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -485,7 +498,9 @@ fn write_and_end(
     }
     inner.set_last_replay_start(cut.replay_start_lsn);
     for (_, listener) in listeners {
-        call_listener(inner, "on_checkpoint_end", || listener.on_checkpoint_end(epoch))?;
+        call_listener(inner, "on_checkpoint_end", || {
+            listener.on_checkpoint_end(epoch)
+        })?;
     }
 
     // 6. Cleanup (C3: the control file naming the new replay start is durable). The checkpoint

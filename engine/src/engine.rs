@@ -12,6 +12,14 @@
 //!    protection), publish the new image tagged `E`, mark the page dirty in `E`;
 //! 5. unlatch and leave `E`.
 //!
+//! Drop: a writer holds its partition's write gate (the read side of the allocation lock) from
+//! registration to publish, and checks there that the partition is not dropped; `drop_partition`
+//! logs and marks the drop under the allocation lock, in an epoch `D` that is still current once
+//! it holds it (else it retries). So a write either precedes the drop, with a receipt epoch
+//! `<= D`, or fails with `NoSuchPartition` having logged nothing. The checkpoint of `D` writes
+//! none of the partition's pages and returns their dirty bytes; deleting its file returns the
+//! resident ones (L3).
+//!
 //! Recovery (`Engine::open`): read the control file (refuse to open on any corruption, never
 //! start empty over data), open the partitions it lists, open the redo log (cutting a torn tail
 //! and reporting it), and replay every record from the control file's replay-start LSN. The

@@ -11,7 +11,10 @@
 //! no checkpoint image pending) may be evicted and are read back from the partition file on
 //! demand. Dirty images can only be released by a checkpoint; past the dirty threshold the engine
 //! requests one, past the hard limit writers are throttled before they enter an epoch (so a
-//! throttled writer never holds up the cut: no deadlock).
+//! throttled writer never holds up the cut: no deadlock). A dropped partition's pages are never
+//! written: the checkpoint of the drop's epoch (or the redo replay of the drop) returns their
+//! dirty bytes, and deleting the partition returns their resident bytes, so the budget always
+//! counts exactly what the live pages hold (L3).
 
 use std::path::PathBuf;
 

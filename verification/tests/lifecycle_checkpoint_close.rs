@@ -82,8 +82,11 @@ fn checkpoint_and_snapshot_racing_close() -> Result<(), String> {
 }
 
 fn check() -> Result<(), String> {
-    bounded("checkpoint racing close", checkpoint_and_snapshot_racing_close)
-        .and_then(|result| result)
+    bounded(
+        "checkpoint racing close",
+        checkpoint_and_snapshot_racing_close,
+    )
+    .and_then(|result| result)
 }
 
 #[test]

@@ -110,9 +110,16 @@ fn replayed_drop_returns_its_bytes() -> Result<(), String> {
     let engine = Engine::open_on(vfs, "/store", config(false)).unwrap();
     expect_usage(&engine, (0, 0), "after replaying the drop")?;
     engine.checkpoint().unwrap();
-    expect_usage(&engine, (0, 0), "after the first checkpoint since the replay")?;
+    expect_usage(
+        &engine,
+        (0, 0),
+        "after the first checkpoint since the replay",
+    )?;
     if engine.partitions() != vec![(kept, 1)] {
-        return Err(format!("partitions after replay: {:?}", engine.partitions()));
+        return Err(format!(
+            "partitions after replay: {:?}",
+            engine.partitions()
+        ));
     }
     engine.close().map_err(|e| e.to_string())
 }
@@ -141,12 +148,16 @@ fn throttled_write_racing_a_drop() -> Result<(), String> {
     gate.arm();
     let mut index = 0;
     while engine.memory_usage().1 < checkpoint_bytes {
-        engine.write(PageId::new(partition, index), 0, b"e").unwrap();
+        engine
+            .write(PageId::new(partition, index), 0, b"e")
+            .unwrap();
         index += 1;
     }
     gate.wait_held()?;
     while engine.memory_usage().1 < throttle_bytes {
-        engine.write(PageId::new(partition, index), 0, b"e+1").unwrap();
+        engine
+            .write(PageId::new(partition, index), 0, b"e+1")
+            .unwrap();
         index += 1;
     }
 
@@ -180,12 +191,23 @@ fn throttled_write_racing_a_drop() -> Result<(), String> {
     engine.close().map_err(|e| e.to_string())
 }
 
+type Check = fn() -> Result<(), String>;
+
 /// Every check, each under the watchdog.
 fn checks() -> [Result<(), String>; 3] {
-    let checks: [(&str, fn() -> Result<(), String>); 3] = [
-        ("drop returns dirty bytes", drop_returns_dirty_bytes_at_its_checkpoint),
-        ("replayed drop returns its bytes", replayed_drop_returns_its_bytes),
-        ("throttled write racing a drop", throttled_write_racing_a_drop),
+    let checks: [(&str, Check); 3] = [
+        (
+            "drop returns dirty bytes",
+            drop_returns_dirty_bytes_at_its_checkpoint,
+        ),
+        (
+            "replayed drop returns its bytes",
+            replayed_drop_returns_its_bytes,
+        ),
+        (
+            "throttled write racing a drop",
+            throttled_write_racing_a_drop,
+        ),
     ];
     checks.map(|(what, check)| {
         bounded(what, check)

@@ -18,7 +18,9 @@ pub const LIMIT: Duration = Duration::from_secs(10);
 /// bug off.
 pub fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
-    let guard = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     for bug in Bug::ALL {
         bugs::set(bug, false);
     }
