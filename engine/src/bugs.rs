@@ -43,14 +43,28 @@ pub enum Bug {
     /// outside the lock, so bytes before its own may not be written (or are overwritten) when it
     /// reports them durable (R1; `wal` module docs, "Appending").
     SyncIgnoresWriteInFlight = 12,
-    // 13..=22: issue 11's lifecycle defects (being added on other branches).
+    /// A checkpoint (and the redo replay) skips the dirty pages of a partition dropped at or
+    /// before its cut without returning their dirty bytes to the budget, so they leak: past the
+    /// throttle limit every writer waits forever (L2, L3; issue 11 defect 2).
+    DropLeaksDirtyBytes = 13,
+    /// `checkpoint()` waits for a run the checkpointer will never start because the engine is
+    /// shutting down (L2; issue 11 defect 3).
+    CheckpointerIgnoresPendingOnShutdown = 14,
+    /// A panic in a checkpoint listener (or the checkpoint) unwinds out of the checkpoint without
+    /// poisoning the engine: the checkpointer thread dies and its waiters wait forever (L2;
+    /// issue 11 defect 9).
+    ListenerPanicNotPoisoned = 15,
+    /// `Config::validate` checks only the rules older than the documented ranges (issue 11
+    /// defect 6).
+    ConfigUnchecked = 16,
+    // 17..=22: issue 11's snapshot lifecycle defects (another branch).
     /// `Engine::open` does not refuse a store another engine holds: a second engine's recovery
     /// and close rewrite the store under the first (`lock`).
     NoStoreLock = 23,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 18] = [
         Bug::SkipRegistrationRecheck,
         Bug::DrainDoesNotWait,
         Bug::NoRetryAfterCut,
@@ -64,6 +78,10 @@ impl Bug {
         Bug::CursorDecisionNotAtomic,
         Bug::SyncSkipsRolledSegments,
         Bug::SyncIgnoresWriteInFlight,
+        Bug::DropLeaksDirtyBytes,
+        Bug::CheckpointerIgnoresPendingOnShutdown,
+        Bug::ListenerPanicNotPoisoned,
+        Bug::ConfigUnchecked,
         Bug::NoStoreLock,
     ];
 
@@ -82,6 +100,10 @@ impl Bug {
             Bug::CursorDecisionNotAtomic => "cursor-decision-not-atomic",
             Bug::SyncSkipsRolledSegments => "sync-skips-rolled-segments",
             Bug::SyncIgnoresWriteInFlight => "sync-ignores-write-in-flight",
+            Bug::DropLeaksDirtyBytes => "drop-leaks-dirty-bytes",
+            Bug::CheckpointerIgnoresPendingOnShutdown => "checkpointer-ignores-pending-on-shutdown",
+            Bug::ListenerPanicNotPoisoned => "listener-panic-not-poisoned",
+            Bug::ConfigUnchecked => "config-unchecked",
             Bug::NoStoreLock => "no-store-lock",
         }
     }

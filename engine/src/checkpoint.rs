@@ -20,10 +20,24 @@
 //! (`deltasnap_checkpoint_cleanup_failures_total`) and retried by the next checkpoint's cleanup.
 //! A failure in steps 2–5 poisons the engine (writes fail with `Error::Poisoned`): after a failed
 //! write or fsync the page cache cannot be trusted, the redo log still holds every write, and
-//! reopening recovers from it. Nothing synced is lost.
+//! reopening recovers from it. Nothing synced is lost. A listener that panics fails the
+//! checkpoint the same way, the poison naming the callback and the panic's message; any other
+//! panic in a checkpoint poisons too (`checkpoint panicked: …`). Nothing unwinds out of a
+//! checkpoint, so the checkpointer thread never dies silently and every waiter (`checkpoint()`,
+//! throttled writers, a snapshot) sees the poison (L2).
+//!
+//! Shutdown (L2): `close` sets `Schedule::shutdown`; the thread starts no run after it sees it,
+//! so a `checkpoint()` whose run has not started returns `Error::Closed` (close's final
+//! checkpoint makes the writes durable). After that final checkpoint no other runs: a caller's
+//! thread that raced `close` gets `Error::Closed` instead of writing the store.
+//!
+//! Dropped partitions: the dirty pages of a partition dropped at or before the cut are not
+//! written, and their dirty bytes are returned in step 3 (nothing later would; L3). Their
+//! resident bytes go in step 6, with the file.
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -182,15 +196,21 @@ fn due(inner: &Inner, schedule: &mut Schedule) -> Option<Trigger> {
     if schedule.requested_run > schedule.started_run {
         return Some(Trigger::OnDemand);
     }
-    if inner.budget.dirty() >= inner.budget.dirty_checkpoint_bytes {
-        return Some(Trigger::DirtyBytes);
-    }
-    let redo_bytes = inner
-        .wal
-        .end_lsn()
-        .saturating_sub(inner.last_replay_start());
-    if redo_bytes >= inner.config.checkpoint_redo_bytes {
-        return Some(Trigger::RedoBytes);
+    // The byte thresholds can stay passed with nothing to checkpoint (redo appended in the last
+    // checkpoint's epoch after its cut read the log's end): such a checkpoint is skipped, and
+    // running it again at once would spin on an idle engine. The interval cannot spin: a
+    // skipped run restarts it.
+    if inner.epochs.current().has_changes() {
+        if inner.budget.dirty() >= inner.budget.dirty_checkpoint_bytes {
+            return Some(Trigger::DirtyBytes);
+        }
+        let redo_bytes = inner
+            .wal
+            .end_lsn()
+            .saturating_sub(inner.last_replay_start());
+        if redo_bytes >= inner.config.checkpoint_redo_bytes {
+            return Some(Trigger::RedoBytes);
+        }
     }
     if let Some(interval_ms) = inner.config.checkpoint_interval_ms {
         let since = schedule.last_end.unwrap_or(inner.opened_at);
@@ -202,12 +222,53 @@ fn due(inner: &Inner, schedule: &mut Schedule) -> Option<Trigger> {
 }
 
 /// Runs one checkpoint (the numbered steps of the module doc) on the calling thread. Only one
-/// runs at a time: the checkpointer thread, or `close` after that thread stopped (C1).
+/// runs at a time: the checkpointer thread, or `close` after that thread stopped (C1). None runs
+/// after `close`'s final one (`Error::Closed`): a caller's thread that raced `close` must not
+/// write a store this engine no longer holds. A panic (a listener's or our own) poisons the
+/// engine instead of unwinding into the caller or killing the checkpointer thread (L2).
 pub(crate) fn run(inner: &Inner, trigger: Trigger) -> Result<CheckpointOutcome> {
-    let _serial = inner.checkpoint_serial.lock();
+    let mut closed = inner.checkpoint_serial.lock();
+    if *closed {
+        return Err(Error::Closed);
+    }
     if let Some(reason) = inner.poisoned() {
         return Err(Error::Poisoned(reason));
     }
+    if trigger == Trigger::Close {
+        *closed = true;
+    }
+    catch_panic(|| run_serialized(inner, trigger)).unwrap_or_else(|message| {
+        inner.poison(format!("checkpoint panicked: {message}"));
+        Err(Error::Poisoned(inner.poisoned().unwrap_or(message)))
+    })
+}
+
+/// Runs `call`, returning the message of a panic it raised instead of unwinding.
+fn catch_panic<T>(call: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    if bugs::active(Bug::ListenerPanicNotPoisoned) {
+        return Ok(call());
+    }
+    std::panic::catch_unwind(AssertUnwindSafe(call)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|message| message.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into())
+    })
+}
+
+/// Calls a listener. Its panic poisons the engine with the panic's message and fails the
+/// checkpoint like an I/O error would: the listener's state (a snapshot's hook) is unknown.
+fn call_listener<T>(inner: &Inner, callback: &str, call: impl FnOnce() -> T) -> Result<T> {
+    catch_panic(call).map_err(|message| {
+        let reason = format!("checkpoint listener panicked in {callback}: {message}");
+        inner.poison(reason.clone());
+        Error::Poisoned(reason)
+    })
+}
+
+/// [`run`] once the serial lock is held.
+fn run_serialized(inner: &Inner, trigger: Trigger) -> Result<CheckpointOutcome> {
     let started = Instant::now();
     let current = inner.epochs.current();
     if !current.has_changes() && trigger != Trigger::Snapshot {
@@ -237,11 +298,15 @@ pub(crate) fn run(inner: &Inner, trigger: Trigger) -> Result<CheckpointOutcome> 
         "checkpoint cut"
     );
     let cut = inner.cut_view(epoch, replay_start_lsn);
-    for (_, listener) in &listeners {
-        listener.on_checkpoint_begin(&cut);
-    }
-
-    let result = write_and_end(inner, job, epoch, &old.take_dirty_pages(), &cut, &listeners);
+    let dirty = old.take_dirty_pages();
+    let result = listeners
+        .iter()
+        .try_for_each(|(_, listener)| {
+            call_listener(inner, "on_checkpoint_begin", || {
+                listener.on_checkpoint_begin(&cut)
+            })
+        })
+        .and_then(|()| write_and_end(inner, job, epoch, &dirty, &cut, &listeners));
     match result {
         Ok(pages_written) => {
             let duration = started.elapsed();
@@ -266,7 +331,10 @@ pub(crate) fn run(inner: &Inner, trigger: Trigger) -> Result<CheckpointOutcome> 
         Err(error) => {
             inner.poison(format!("checkpoint {epoch} failed: {error}"));
             for (_, listener) in &listeners {
-                listener.on_checkpoint_failed(epoch, &error);
+                // A panic here is already the poison's cause or comes after it.
+                let _ = call_listener(inner, "on_checkpoint_failed", || {
+                    listener.on_checkpoint_failed(epoch, &error)
+                });
             }
             inner.jobs.finish(job, Some(error.to_string()));
             tracing::error!(epoch, %error, "checkpoint failed; engine is read-only until reopened");
@@ -307,7 +375,13 @@ fn write_and_end(
             continue;
         };
         let Some(&page_count_at_cut) = cut_counts.get(&page.partition) else {
-            // Dropped at or before the cut: its pages are not part of this checkpoint.
+            // Dropped at or before the cut: its pages are not part of this checkpoint, nor of
+            // any later one, so no checkpoint will ever release their dirty bytes but this one
+            // (L3; its resident bytes go when the partition's file is deleted).
+            if !bugs::active(Bug::DropLeaksDirtyBytes) {
+                let slot = partition.slot(page.index)?;
+                inner.budget.release_dropped_page(&slot);
+            }
             continue;
         };
         debug_assert!(
@@ -340,10 +414,12 @@ fn write_and_end(
         };
         sealed.copy_from_slice(&image.bytes);
         format::seal_page(&mut sealed, page.index, image.lsn);
-        let guards: Vec<WriteGuard> = listeners
-            .iter()
-            .filter_map(|(_, l)| l.before_page_write(epoch, page, &sealed))
-            .collect();
+        let mut guards: Vec<WriteGuard> = Vec::with_capacity(listeners.len());
+        for (_, listener) in listeners {
+            guards.extend(call_listener(inner, "before_page_write", || {
+                listener.before_page_write(epoch, page, &sealed)
+            })?);
+        }
         partition
             .file
             .write_all_at(&sealed, page.index as u64 * page_size as u64)
@@ -422,7 +498,9 @@ fn write_and_end(
     }
     inner.set_last_replay_start(cut.replay_start_lsn);
     for (_, listener) in listeners {
-        listener.on_checkpoint_end(epoch);
+        call_listener(inner, "on_checkpoint_end", || {
+            listener.on_checkpoint_end(epoch)
+        })?;
     }
 
     // 6. Cleanup (C3: the control file naming the new replay start is durable). The checkpoint
@@ -445,5 +523,5 @@ fn write_and_end(
     Ok(pages_written)
 }
 
-/// Guards the single running checkpoint.
-pub(crate) type SerialLock = Mutex<()>;
+/// Guards the single running checkpoint; holds whether `close`'s final checkpoint has run.
+pub(crate) type SerialLock = Mutex<bool>;

@@ -12,6 +12,14 @@
 //!    protection), publish the new image tagged `E`, mark the page dirty in `E`;
 //! 5. unlatch and leave `E`.
 //!
+//! Drop: a writer holds its partition's write gate (the read side of the allocation lock) from
+//! registration to publish, and checks there that the partition is not dropped; `drop_partition`
+//! logs and marks the drop under the allocation lock, in an epoch `D` that is still current once
+//! it holds it (else it retries). So a write either precedes the drop, with a receipt epoch
+//! `<= D`, or fails with `NoSuchPartition` having logged nothing. The checkpoint of `D` writes
+//! none of the partition's pages and returns their dirty bytes; deleting its file returns the
+//! resident ones (L3).
+//!
 //! Recovery (`Engine::open`): read the control file (refuse to open on any corruption, never
 //! start empty over data), open the partitions it lists, open the redo log (cutting a torn tail
 //! and reporting it), and replay every record from the control file's replay-start LSN. The
@@ -53,28 +61,41 @@ pub const METADATA_KEY_BYTES_MAX: usize = 1024;
 pub const METADATA_VALUE_BYTES_MAX: usize = 1 << 20;
 
 /// Engine configuration. `Config::default()` suits a store of a few GiB.
+///
+/// Every field has a documented range, and [`Config::validate`] (which `Engine::open` calls
+/// before touching the store) refuses a value outside it with `Error::InvalidArgument` naming
+/// the field, the value and the range. Out of range, a value would not fail loudly but make the
+/// engine misbehave: a zero redo threshold or interval made the checkpointer spin, a budget of a
+/// few pages throttles every writer.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Page size for a new store (power of two, 512 ..= 65536). An existing store must match.
+    /// Page size for a new store: a power of two in `512 ..= 65536`. An existing store must
+    /// match.
     pub page_size: u32,
-    /// Create the store if the directory holds none.
+    /// Create the store if the directory holds none (any value).
     pub create_if_missing: bool,
-    /// Bytes of page images kept in memory; clean images beyond it are evicted.
+    /// Bytes of page images kept in memory; clean images beyond it are evicted. Range:
+    /// [`Config::MEMORY_BUDGET_PAGES_MIN`] pages ..= [`Config::MEMORY_BUDGET_BYTES_MAX`].
     pub memory_budget_bytes: u64,
-    /// Start a checkpoint when dirty images pass this share of the budget.
+    /// Start a checkpoint when dirty images pass this share of the budget. Range: `1 ..=
+    /// dirty_throttle_percent`.
     pub dirty_checkpoint_percent: u8,
-    /// Throttle writers when dirty images pass this share of the budget.
+    /// Throttle writers when dirty images pass this share of the budget. Range:
+    /// `dirty_checkpoint_percent ..= 100`.
     pub dirty_throttle_percent: u8,
-    /// Start a checkpoint at least this often (`None`: only on the other triggers).
+    /// Start a checkpoint at least this often (`None`: only on the other triggers). Range:
+    /// `Some(1 ..=` [`Config::CHECKPOINT_INTERVAL_MS_MAX`]`)` (a day).
     pub checkpoint_interval_ms: Option<u64>,
-    /// Start a checkpoint when this many redo bytes were written since the last one.
+    /// Start a checkpoint when this many redo bytes were written since the last one. Range:
+    /// [`Config::CHECKPOINT_REDO_PAGES_MIN`] pages ..= [`Config::CHECKPOINT_REDO_BYTES_MAX`].
     pub checkpoint_redo_bytes: u64,
-    /// Size at which the redo log rolls to a new segment.
+    /// Size at which the redo log rolls to a new segment. Range:
+    /// [`Config::WAL_SEGMENT_PAGES_MIN`] pages ..= [`Config::WAL_SEGMENT_BYTES_MAX`].
     pub wal_segment_bytes: u64,
     /// Run the background threads: the checkpointer, and the redo log's write-behind, which
     /// writes the log's full buffers so that writers do no file I/O (tests that drive
     /// checkpoints by hand turn them off; `checkpoint()` then runs on the caller's thread, and a
-    /// writer that fills the log's buffer writes it).
+    /// writer that fills the log's buffer writes it). Any value.
     pub background_checkpointer: bool,
 }
 
@@ -95,25 +116,106 @@ impl Default for Config {
 }
 
 impl Config {
-    fn validate(&self) -> Result<()> {
-        format::validate_page_size(self.page_size)?;
-        if !(1..=100).contains(&self.dirty_checkpoint_percent)
-            || !(1..=100).contains(&self.dirty_throttle_percent)
-            || self.dirty_checkpoint_percent > self.dirty_throttle_percent
+    /// Smallest `memory_budget_bytes`, in pages: below it the dirty thresholds leave writers a
+    /// page or two before they are throttled.
+    pub const MEMORY_BUDGET_PAGES_MIN: u64 = 16;
+    /// Largest `memory_budget_bytes` (16 TiB).
+    pub const MEMORY_BUDGET_BYTES_MAX: u64 = 1 << 44;
+    /// Largest `checkpoint_interval_ms` (a day).
+    pub const CHECKPOINT_INTERVAL_MS_MAX: u64 = 24 * 60 * 60 * 1000;
+    /// Smallest `checkpoint_redo_bytes`, in pages: a few full page images, so that the redo
+    /// written while a checkpoint runs cannot keep the next one due.
+    pub const CHECKPOINT_REDO_PAGES_MIN: u64 = 16;
+    /// Largest `checkpoint_redo_bytes` (1 TiB: the redo a recovery may have to replay).
+    pub const CHECKPOINT_REDO_BYTES_MAX: u64 = 1 << 40;
+    /// Smallest `wal_segment_bytes`, in pages: a segment holds a few full page images.
+    pub const WAL_SEGMENT_PAGES_MIN: u64 = 4;
+    /// Largest `wal_segment_bytes` (1 GiB).
+    pub const WAL_SEGMENT_BYTES_MAX: u64 = 1 << 30;
+
+    /// Checks every field against its documented range (`Engine::open` calls it first). The
+    /// error names the field, its value and the range.
+    ///
+    /// ```
+    /// use deltasnap::{Config, Error};
+    ///
+    /// let config = Config { checkpoint_interval_ms: Some(0), ..Config::default() };
+    /// let error = config.validate().unwrap_err();
+    /// assert!(matches!(error, Error::InvalidArgument(_)));
+    /// assert!(error.to_string().contains("checkpoint_interval_ms"), "{error}");
+    /// assert!(Config::default().validate().is_ok());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if format::validate_page_size(self.page_size).is_err() {
+            return Err(Error::InvalidArgument(format!(
+                "page_size ({}) must be a power of two in {}..={}",
+                self.page_size,
+                format::PAGE_SIZE_MIN,
+                format::PAGE_SIZE_MAX
+            )));
+        }
+        if !(1..=self.dirty_throttle_percent).contains(&self.dirty_checkpoint_percent)
+            || !(self.dirty_checkpoint_percent..=100).contains(&self.dirty_throttle_percent)
         {
             return Err(Error::InvalidArgument(format!(
-                "dirty_checkpoint_percent ({}) must be in 1..=dirty_throttle_percent ({}) <= 100",
+                "dirty_checkpoint_percent ({}) must be in 1..=dirty_throttle_percent and \
+                 dirty_throttle_percent ({}) in dirty_checkpoint_percent..=100",
                 self.dirty_checkpoint_percent, self.dirty_throttle_percent
             )));
         }
-        if self.wal_segment_bytes < 4 * self.page_size as u64 {
-            return Err(Error::InvalidArgument(format!(
-                "wal_segment_bytes ({}) must hold at least 4 pages",
-                self.wal_segment_bytes
-            )));
+        let page_size = self.page_size as u64;
+        if bugs::active(Bug::ConfigUnchecked) {
+            // The checks before issue 11: only the segment's lower bound.
+            if self.wal_segment_bytes < Self::WAL_SEGMENT_PAGES_MIN * page_size {
+                return Err(out_of_range(
+                    "wal_segment_bytes",
+                    self.wal_segment_bytes,
+                    Self::WAL_SEGMENT_PAGES_MIN * page_size,
+                    Self::WAL_SEGMENT_BYTES_MAX,
+                ));
+            }
+            return Ok(());
+        }
+        let ranges = [
+            (
+                "memory_budget_bytes",
+                self.memory_budget_bytes,
+                Self::MEMORY_BUDGET_PAGES_MIN * page_size,
+                Self::MEMORY_BUDGET_BYTES_MAX,
+            ),
+            (
+                "checkpoint_interval_ms",
+                // `None` is in range; `Some(0)` is not.
+                self.checkpoint_interval_ms.unwrap_or(1),
+                1,
+                Self::CHECKPOINT_INTERVAL_MS_MAX,
+            ),
+            (
+                "checkpoint_redo_bytes",
+                self.checkpoint_redo_bytes,
+                Self::CHECKPOINT_REDO_PAGES_MIN * page_size,
+                Self::CHECKPOINT_REDO_BYTES_MAX,
+            ),
+            (
+                "wal_segment_bytes",
+                self.wal_segment_bytes,
+                Self::WAL_SEGMENT_PAGES_MIN * page_size,
+                Self::WAL_SEGMENT_BYTES_MAX,
+            ),
+        ];
+        for (field, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(out_of_range(field, value, min, max));
+            }
         }
         Ok(())
     }
+}
+
+fn out_of_range(field: &str, value: u64, min: u64, max: u64) -> Error {
+    Error::InvalidArgument(format!(
+        "{field} ({value}) is out of its range {min}..={max}"
+    ))
 }
 
 /// What `Engine::open` found and did.
@@ -321,7 +423,12 @@ impl Engine {
     }
 
     /// Drops a partition. Its file is deleted after the next checkpoint (and after any snapshot
-    /// copying it released it).
+    /// copying it released it); that checkpoint also returns the memory its pages held.
+    ///
+    /// A `write` or `allocate_page` racing the drop is ordered wholly before it or wholly after
+    /// it: before, it returns `Ok` (and its receipt's epoch is at most the drop's, so the write
+    /// is part of the store until the drop); after, it returns `Error::NoSuchPartition` and
+    /// logs nothing. No call returns `Ok` for data the drop already discarded.
     pub fn drop_partition(&self, id: PartitionId) -> Result<()> {
         self.inner.check_writable()?;
         self.inner.drop_partition(id)
@@ -394,6 +501,10 @@ impl Engine {
     /// checkpointer runs them on its own (by interval, dirty bytes and redo bytes,
     /// [`Config`]); call this to bound recovery time or before copying the store by hand.
     ///
+    /// It always returns: `Error::Closed` when [`Engine::close`] began before the checkpoint
+    /// started (close's own final checkpoint makes every write durable), `Error::Poisoned` when
+    /// a checkpoint failed or a [`CheckpointListener`] panicked (the reason names the panic).
+    ///
     /// ```
     /// use deltasnap::{Config, Engine, JobKind, JobStage, PartitionId};
     ///
@@ -426,6 +537,15 @@ impl Engine {
         while schedule.completed_run < target {
             if let Some(reason) = self.inner.poisoned() {
                 return Err(Error::Poisoned(reason));
+            }
+            // Once shut down, the checkpointer starts no run (it looks before it starts one,
+            // under this lock): a run not started yet never will be (L2). `close`'s own final
+            // checkpoint makes the writes durable instead.
+            if schedule.shutdown
+                && schedule.started_run < target
+                && !bugs::active(Bug::CheckpointerIgnoresPendingOnShutdown)
+            {
+                return Err(Error::Closed);
             }
             schedule = self
                 .inner
@@ -559,8 +679,10 @@ impl Engine {
     }
 
     /// Stops the background threads, makes every write durable with a final checkpoint, and
-    /// closes the store. Later calls return `Error::Closed`. Dropping an engine closes it too
-    /// (logging any error instead of returning it).
+    /// closes the store. Later calls return `Error::Closed`; a `checkpoint()` waiting for a run
+    /// the checkpointer had not started returns `Error::Closed` too (no checkpoint runs after
+    /// the final one). Dropping an engine closes it too (logging any error instead of
+    /// returning it).
     pub fn close(&self) -> Result<()> {
         // One close at a time: a second caller waits for the first, then finds the engine closed
         // (and never sees the store unlocked while the first still writes).
@@ -582,11 +704,13 @@ impl Engine {
         }
         let result = match self.inner.poisoned() {
             Some(reason) => Err(Error::Poisoned(reason)),
-            None => self
-                .inner
-                .wal
-                .sync()
-                .and_then(|_| checkpoint::run(&self.inner, Trigger::Close).map(|_| ())),
+            None => self.inner.wal.sync().and_then(|_| {
+                match checkpoint::run(&self.inner, Trigger::Close) {
+                    // A concurrent `close` ran the final checkpoint.
+                    Err(Error::Closed) | Ok(_) => Ok(()),
+                    Err(error) => Err(error),
+                }
+            }),
         };
         self.inner.closed.store(true, Ordering::Release);
         // The last byte this engine writes is behind it: another engine may open the store.
@@ -769,6 +893,8 @@ impl Inner {
         let receipt = loop {
             let guard = self.epochs.enter();
             let epoch = guard.epoch();
+            // Held until the write is published: a drop orders wholly before it or after it.
+            let _not_dropped = partition.write_gate()?;
             let mut latch = slot.lock();
             if latch.image_epoch > epoch && !bugs::active(Bug::NoRetryAfterCut) {
                 // The cut passed this writer (step 2).
@@ -950,7 +1076,15 @@ impl Inner {
         loop {
             let guard = self.epochs.enter();
             let epoch = guard.epoch();
+            // Waits for the writes in flight (`Partition::write_gate`) and keeps new ones out.
             let _slots = partition.allocation_lock();
+            // A write that went before holds an epoch no newer than the current one. If a cut
+            // passed this drop, such a write may belong to the next epoch: its receipt would
+            // name an epoch in which the partition no longer exists. Retry in the new epoch,
+            // like a writer whose page the cut passed (step 2).
+            if self.epochs.current_epoch() != epoch {
+                continue;
+            }
             let mut shape = partition.shape.lock();
             if shape.latest_epoch() > epoch {
                 continue;
@@ -962,6 +1096,7 @@ impl Inner {
                 epoch,
                 partition: id,
             })?;
+            partition.mark_dropped();
             let page_count = shape.latest().page_count;
             shape.set(
                 epoch,
@@ -1097,15 +1232,7 @@ impl Inner {
                     ))
                 }
             }
-            let resident = partition
-                .slots_snapshot()
-                .iter()
-                .map(|s| {
-                    let s = s.lock();
-                    s.image.is_some() as i64 + s.checkpoint_image.is_some() as i64
-                })
-                .sum::<i64>();
-            self.budget.add_resident(-resident);
+            partition.release_resident(&self.budget);
         }
         let dir = self.dir.join(PARTITIONS_DIR);
         self.vfs
@@ -1339,7 +1466,7 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
         next_listener_id: AtomicU64::new(1),
         schedule: Mutex::new(Schedule::default()),
         schedule_changed: Condvar::new(),
-        checkpoint_serial: Mutex::new(()),
+        checkpoint_serial: Mutex::new(false),
         poison: Mutex::new(None),
         poisoned_flag: AtomicBool::new(false),
         closed: AtomicBool::new(false),
@@ -1572,7 +1699,15 @@ impl Replayer<'_> {
                         },
                     );
                     drop(shape);
+                    partition.mark_dropped();
                     self.dirty.retain(|p| p.partition != id);
+                    if !bugs::active(Bug::DropLeaksDirtyBytes) {
+                        // No checkpoint writes these pages: return their bytes now (L3).
+                        for slot in partition.slots_snapshot() {
+                            self.budget.release_dropped_page(&slot);
+                        }
+                        partition.release_resident(self.budget);
+                    }
                     self.changed = true;
                 }
             }

@@ -11,7 +11,10 @@
 //! no checkpoint image pending) may be evicted and are read back from the partition file on
 //! demand. Dirty images can only be released by a checkpoint; past the dirty threshold the engine
 //! requests one, past the hard limit writers are throttled before they enter an epoch (so a
-//! throttled writer never holds up the cut: no deadlock).
+//! throttled writer never holds up the cut: no deadlock). A dropped partition's pages are never
+//! written: the checkpoint of the drop's epoch (or the redo replay of the drop) returns their
+//! dirty bytes, and deleting the partition returns their resident bytes, so the budget always
+//! counts exactly what the live pages hold (L3).
 
 use std::path::PathBuf;
 
@@ -128,6 +131,8 @@ pub(crate) struct Partition {
     pub(crate) shape: Mutex<Versioned<PartitionShape>>,
     /// The partition file has been created but its directory entry is not yet durable.
     pub(crate) needs_dir_sync: AtomicBool,
+    /// Dropped: set under the allocation lock, read by writers under [`Partition::write_gate`].
+    dropped: AtomicBool,
 }
 
 impl Partition {
@@ -154,6 +159,7 @@ impl Partition {
                 },
             )),
             needs_dir_sync: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
         }
     }
 
@@ -184,6 +190,40 @@ impl Partition {
         &self,
     ) -> crate::sync::RwLockWriteGuard<'_, Vec<Arc<Mutex<Slot>>>> {
         self.slots.write()
+    }
+
+    /// Held by a writer from its check that the partition was not dropped until its write is
+    /// published (or `NoSuchPartition`). A drop holds the allocation lock while it logs and
+    /// marks itself ([`Partition::mark_dropped`]), so every write orders wholly before the drop
+    /// (and is part of the store until it) or wholly after it (and fails): no write returns
+    /// `Ok` for a page a drop already discarded.
+    pub(crate) fn write_gate(
+        &self,
+    ) -> Result<crate::sync::RwLockReadGuard<'_, Vec<Arc<Mutex<Slot>>>>> {
+        let slots = self.slots.read();
+        if self.dropped.load(Ordering::Acquire) {
+            return Err(Error::NoSuchPartition(self.id));
+        }
+        Ok(slots)
+    }
+
+    /// Marks the partition dropped; the caller holds [`Partition::allocation_lock`].
+    pub(crate) fn mark_dropped(&self) {
+        self.dropped.store(true, Ordering::Release);
+    }
+
+    /// Takes every image out of memory and returns their resident bytes to `budget`: the
+    /// partition is gone for good (its file deleted, or dropped during recovery). Taking them,
+    /// not only counting them, keeps a concurrent eviction sweep from returning them twice.
+    /// Dirty bytes are not touched: the checkpoint of the drop returned them
+    /// ([`Budget::release_dropped_page`]).
+    pub(crate) fn release_resident(&self, budget: &Budget) {
+        for slot in self.slots_snapshot() {
+            let mut latch = slot.lock();
+            let freed = latch.image.take().is_some() as i64
+                + latch.checkpoint_image.take().is_some() as i64;
+            budget.add_resident(-freed);
+        }
     }
 
     /// Reads page `index` from the partition file and verifies it.
@@ -263,6 +303,22 @@ impl Budget {
 
     pub(crate) fn resident(&self) -> u64 {
         self.resident_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Returns the dirty bytes of a page of a dropped partition: no checkpoint will write it,
+    /// so none would ever release them (L3). Its checkpoint image, if a writer kept one, is
+    /// freed with them; its latest image stays resident (clean now, so evictable) until the
+    /// partition is gone for good ([`Partition::release_resident`]).
+    pub(crate) fn release_dropped_page(&self, slot: &Mutex<Slot>) {
+        let mut latch = slot.lock();
+        if latch.checkpoint_image.take().is_some() {
+            self.add_resident(-1);
+            self.add_dirty(-1);
+        }
+        if latch.unwritten {
+            latch.unwritten = false;
+            self.add_dirty(-1);
+        }
     }
 
     pub(crate) fn over_memory(&self) -> bool {
