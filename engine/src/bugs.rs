@@ -43,10 +43,29 @@ pub enum Bug {
     /// outside the lock, so bytes before its own may not be written (or are overwritten) when it
     /// reports them durable (R1; `wal` module docs, "Appending").
     SyncIgnoresWriteInFlight = 12,
+    // 13..=16: reserved for the engine's lifecycle bugs (issue 11), added beside these.
+    /// The directories a snapshot or a restore creates (the snapshot's target directory and its
+    /// missing parents, the restore target and its missing parents) are not fsynced in their
+    /// parents, so a power cut can take a published snapshot or a restored store with them.
+    SnapshotDirsNotSynced = 17,
+    /// The copier's rate limit sleeps without listening for `cancel`, which then waits out the
+    /// whole sleep (`chunk_bytes / rate`) with the hooks still installed.
+    CancelWaitsRateSleep = 18,
+    /// The merge reads a partition's whole delta into memory at once, so its buffer grows with
+    /// the delta instead of staying within `snapshot::MERGE_BUFFER_BYTES_MAX`.
+    MergeLoadsWholeDelta = 19,
+    /// The manifest's crc and the range checks of its numbers are skipped: a changed byte
+    /// verifies and restores silently.
+    ManifestUnchecked = 20,
+    /// A failure to remove an unfinished snapshot's temporary directory (in the backup target,
+    /// outside the store) fails `Engine::open` of the store.
+    UnfinishedCleanupFailsOpen = 21,
+    /// A publish that fails after its rename leaves the final name in place while `wait` errs.
+    PublishLeavesFinalName = 22,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 19] = [
         Bug::SkipRegistrationRecheck,
         Bug::DrainDoesNotWait,
         Bug::NoRetryAfterCut,
@@ -60,6 +79,13 @@ impl Bug {
         Bug::CursorDecisionNotAtomic,
         Bug::SyncSkipsRolledSegments,
         Bug::SyncIgnoresWriteInFlight,
+        // 13..=16 go here.
+        Bug::SnapshotDirsNotSynced,
+        Bug::CancelWaitsRateSleep,
+        Bug::MergeLoadsWholeDelta,
+        Bug::ManifestUnchecked,
+        Bug::UnfinishedCleanupFailsOpen,
+        Bug::PublishLeavesFinalName,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +103,13 @@ impl Bug {
             Bug::CursorDecisionNotAtomic => "cursor-decision-not-atomic",
             Bug::SyncSkipsRolledSegments => "sync-skips-rolled-segments",
             Bug::SyncIgnoresWriteInFlight => "sync-ignores-write-in-flight",
+            // 13..=16 go here.
+            Bug::SnapshotDirsNotSynced => "snapshot-dirs-not-synced",
+            Bug::CancelWaitsRateSleep => "cancel-waits-rate-sleep",
+            Bug::MergeLoadsWholeDelta => "merge-loads-whole-delta",
+            Bug::ManifestUnchecked => "manifest-unchecked",
+            Bug::UnfinishedCleanupFailsOpen => "unfinished-cleanup-fails-open",
+            Bug::PublishLeavesFinalName => "publish-leaves-final-name",
         }
     }
 }

@@ -108,7 +108,10 @@ pub enum Error {
     /// Another engine (in this process or another) holds the store open: one engine per store.
     /// `holder_pid` is the pid the holder wrote into the lock file, where it could be read.
     #[error("store at {} is in use by another engine{}", dir.display(), holder_pid.map(|p| format!(" (process {p})")).unwrap_or_default())]
-    StoreLocked { dir: PathBuf, holder_pid: Option<u32> },
+    StoreLocked {
+        dir: PathBuf,
+        holder_pid: Option<u32>,
+    },
 }
 
 impl Error {
