@@ -32,7 +32,10 @@ pub(crate) mod task;
 pub mod trace;
 pub mod verify;
 
-pub use task::{CopyGate, SnapshotHandle, SnapshotOptions, SnapshotProgress};
+pub use task::{
+    CopyGate, SnapshotHandle, SnapshotOptions, SnapshotProgress, CHUNK_BYTES_MAX,
+    RATE_LIMIT_BYTES_PER_SEC_MIN,
+};
 
 /// The most bytes of delta entries the merge holds in memory at once, per partition (see
 /// `task`'s module doc, "Merge"). Exposed for the checkers that assert the bound through
