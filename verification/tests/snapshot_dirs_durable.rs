@@ -87,7 +87,7 @@ fn restore_then_crash() {
         "the restored store {} is gone after a power cut",
         restored_dir().display()
     );
-    let restored = Engine::open_on(vfs, &restored_dir(), config(PAGE_SIZE)).unwrap();
+    let restored = Engine::open_on(vfs, restored_dir(), config(PAGE_SIZE)).unwrap();
     let found = State::read(&restored);
     assert!(
         found == at_cut,

@@ -100,9 +100,12 @@ fn assert_refused(root: &Path, case: &str, snapshot: &Path, reason: &str) {
     eprintln!("{case}: refused: {error}");
 }
 
+/// A change to the manifest's JSON.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 /// One changed value per field, the crc left as written.
-fn changed_fields() -> Vec<(&'static str, Box<dyn Fn(&mut Value)>)> {
-    let bump = |pointer: &'static str| -> Box<dyn Fn(&mut Value)> {
+fn changed_fields() -> Vec<(&'static str, Edit)> {
+    let bump = |pointer: &'static str| -> Edit {
         Box::new(move |m| {
             let field = m.pointer_mut(pointer).unwrap();
             *field = (field.as_u64().unwrap() ^ 1).into();
@@ -169,7 +172,7 @@ fn a_consistent_manifest_out_of_range_is_refused() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = tempfile::tempdir().unwrap();
     let good = good_snapshot(root.path());
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "cut_epoch u64::MAX",
             Box::new(|m| m["cut_epoch"] = u64::MAX.into()),

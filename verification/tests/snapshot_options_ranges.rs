@@ -30,12 +30,15 @@ fn engine(sim: &SimFs) -> Engine {
     engine
 }
 
+/// A change to the options.
+type SetOption = Box<dyn Fn(&mut SnapshotOptions)>;
+
 #[test]
 fn every_out_of_range_option_is_refused_before_anything_is_created() {
     let sim = SimFs::new();
     let engine = engine(&sim);
     let page = PAGE_SIZE as u64;
-    let cases: Vec<(&str, Box<dyn Fn(&mut SnapshotOptions)>, &str)> = vec![
+    let cases: Vec<(&str, SetOption, &str)> = vec![
         (
             "a chunk of 2^32 pages (wrapped to 0 pages)",
             Box::new(move |o| o.chunk_bytes = page << 32),
