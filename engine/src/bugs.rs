@@ -57,14 +57,31 @@ pub enum Bug {
     /// `Config::validate` checks only the rules older than the documented ranges (issue 11
     /// defect 6).
     ConfigUnchecked = 16,
-    // 17..=22: issue 11's snapshot lifecycle defects (another branch).
+    /// The directories a snapshot or a restore creates (the snapshot's target directory and its
+    /// missing parents, the restore target and its missing parents) are not fsynced in their
+    /// parents, so a power cut can take a published snapshot or a restored store with them.
+    SnapshotDirsNotSynced = 17,
+    /// The copier's rate limit sleeps without listening for `cancel`, which then waits out the
+    /// whole sleep (`chunk_bytes / rate`) with the hooks still installed.
+    CancelWaitsRateSleep = 18,
+    /// The merge reads a partition's whole delta into memory at once, so its buffer grows with
+    /// the delta instead of staying within `snapshot::MERGE_BUFFER_BYTES_MAX`.
+    MergeLoadsWholeDelta = 19,
+    /// The manifest's crc and the range checks of its numbers are skipped: a changed byte
+    /// verifies and restores silently.
+    ManifestUnchecked = 20,
+    /// A failure to remove an unfinished snapshot's temporary directory (in the backup target,
+    /// outside the store) fails `Engine::open` of the store.
+    UnfinishedCleanupFailsOpen = 21,
+    /// A publish that fails after its rename leaves the final name in place while `wait` errs.
+    PublishLeavesFinalName = 22,
     /// `Engine::open` does not refuse a store another engine holds: a second engine's recovery
     /// and close rewrite the store under the first (`lock`).
     NoStoreLock = 23,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 18] = [
+    pub const ALL: [Bug; 24] = [
         Bug::SkipRegistrationRecheck,
         Bug::DrainDoesNotWait,
         Bug::NoRetryAfterCut,
@@ -82,6 +99,12 @@ impl Bug {
         Bug::CheckpointerIgnoresPendingOnShutdown,
         Bug::ListenerPanicNotPoisoned,
         Bug::ConfigUnchecked,
+        Bug::SnapshotDirsNotSynced,
+        Bug::CancelWaitsRateSleep,
+        Bug::MergeLoadsWholeDelta,
+        Bug::ManifestUnchecked,
+        Bug::UnfinishedCleanupFailsOpen,
+        Bug::PublishLeavesFinalName,
         Bug::NoStoreLock,
     ];
 
@@ -104,6 +127,12 @@ impl Bug {
             Bug::CheckpointerIgnoresPendingOnShutdown => "checkpointer-ignores-pending-on-shutdown",
             Bug::ListenerPanicNotPoisoned => "listener-panic-not-poisoned",
             Bug::ConfigUnchecked => "config-unchecked",
+            Bug::SnapshotDirsNotSynced => "snapshot-dirs-not-synced",
+            Bug::CancelWaitsRateSleep => "cancel-waits-rate-sleep",
+            Bug::MergeLoadsWholeDelta => "merge-loads-whole-delta",
+            Bug::ManifestUnchecked => "manifest-unchecked",
+            Bug::UnfinishedCleanupFailsOpen => "unfinished-cleanup-fails-open",
+            Bug::PublishLeavesFinalName => "publish-leaves-final-name",
             Bug::NoStoreLock => "no-store-lock",
         }
     }

@@ -236,6 +236,10 @@ pub struct RecoveryReport {
     pub stale_files_removed: Vec<PathBuf>,
     /// Temporary directories of snapshots that never published, removed.
     pub unfinished_snapshots_removed: Vec<PathBuf>,
+    /// Temporary directories of snapshots that never published that could not be removed (their
+    /// target unreachable, say; logged as warnings). They do not keep the store from opening;
+    /// their markers stay, so the next open tries again.
+    pub unfinished_snapshot_cleanups_failed: Vec<PathBuf>,
 }
 
 /// Counters of what the engine did since it was opened (also exported through `metrics`).
@@ -1293,7 +1297,9 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
         vfs.remove_file(&tmp_control)
             .ctx("remove stale control file", &tmp_control)?;
     }
-    report.unfinished_snapshots_removed = crate::snapshot::task::remove_unfinished(&vfs, &dir)?;
+    let unfinished = crate::snapshot::task::remove_unfinished(&vfs, &dir)?;
+    report.unfinished_snapshots_removed = unfinished.removed;
+    report.unfinished_snapshot_cleanups_failed = unfinished.failed;
     let recovered_epoch = control.checkpoint_epoch + 1;
     let partitions_dir = dir.join(PARTITIONS_DIR);
     vfs.create_dir_all(&partitions_dir)

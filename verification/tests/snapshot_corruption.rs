@@ -71,12 +71,17 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Edits the manifest and writes it back with a crc that matches the edit (as a writer that
+/// knows the format would), so that the checks behind the manifest's crc are the ones tested
+/// (`snapshot_manifest_integrity.rs` tests the crc itself).
 fn edit_manifest(snapshot: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let path = snapshot.join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    manifest.as_object_mut().unwrap().remove("crc32c");
     edit(&mut manifest);
-    fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let resealed: Manifest = serde_json::from_value(manifest).unwrap();
+    fs::write(&path, resealed.to_json()).unwrap();
 }
 
 fn partition_file(snapshot: &Path, id: u32) -> PathBuf {

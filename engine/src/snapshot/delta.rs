@@ -11,8 +11,13 @@
 //! - by [`DeltaFile::flush`], which the snapshot listener calls at the end of every checkpoint (in
 //!   the checkpointer, so that a write error fails the snapshot at the same point as before the
 //!   buffering, never the checkpoint), and which also frees the buffer between checkpoints,
-//! - by [`DeltaFile::read_sorted`] before it reads the file back (the merge, S4: the hook is
+//! - by [`DeltaFile::reader`] before the merge reads the file back (the merge, S4: the hook is
 //!   closed, so nothing is appended meanwhile).
+//!
+//! The merge reads a delta back the same way it was written: in batches of whole entries of at
+//! most [`BUFFER_BYTES_MAX`] bytes, handed over in capture order. So neither side ever holds more
+//! than one buffer of a partition's delta, however large the delta grows (under
+//! `DeltaPolicy::Full` it can approach the partition's size).
 //!
 //! A failed write keeps the buffer and the count of entries in the file unchanged: the file's
 //! bytes past that count are unknown, and a retry writes the same bytes at the same offset. The
@@ -21,6 +26,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::bugs::{self, Bug};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, Reader};
 use crate::sync::Arc;
@@ -155,26 +161,82 @@ impl DeltaFile {
         Ok(())
     }
 
-    /// Writes what is buffered, then reads every entry back, checks each, and returns them sorted
-    /// by page index. An index may appear once only (the protocol's bitset guarantees it); a
-    /// second one is corruption.
-    pub(crate) fn read_sorted(&mut self) -> Result<Vec<(u32, Vec<u8>)>> {
+    /// Writes what is buffered and returns a reader of the entries appended so far (the merge,
+    /// S4: the hook is closed, so nothing is appended after this). The reader shares the file
+    /// handle: it needs no lock of the caller's.
+    pub(crate) fn reader(&mut self) -> Result<DeltaReader> {
         self.flush()?;
-        read_sorted(
+        Ok(DeltaReader {
+            file: Arc::clone(&self.file),
+            path: self.path.clone(),
+            page_size: self.page_size,
+            entries: self.entries_written,
+        })
+    }
+
+    /// Every entry, sorted by page index; a page index appearing twice is corruption.
+    #[cfg(test)]
+    pub(crate) fn read_sorted(&mut self) -> Result<Vec<(u32, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.reader()?.for_each_entry(|index, page| {
+            out.push((index, page.to_vec()));
+            Ok(())
+        })?;
+        out.sort_by_key(|(index, _)| *index);
+        if let Some(pair) = out.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::Corrupted {
+                file: self.path.clone(),
+                page: Some(pair[0].0 as u64),
+                reason: "page captured twice".into(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// What reading a delta back found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeltaScan {
+    pub(crate) entries: u64,
+    /// The largest read buffer held at once, in bytes.
+    pub(crate) buffer_bytes_peak: u64,
+}
+
+/// The entries of a delta file, to be read back once appending ended.
+#[derive(Debug)]
+pub(crate) struct DeltaReader {
+    file: Arc<dyn VfsFile>,
+    path: PathBuf,
+    page_size: usize,
+    entries: u64,
+}
+
+impl DeltaReader {
+    /// Reads every entry back in file (capture) order, in batches of at most
+    /// [`BUFFER_BYTES_MAX`] bytes (at least one entry), checks each and hands it to `visit` as
+    /// `(page index, sealed page)`. Only one batch is in memory at a time, so a delta of any
+    /// size is read in bounded memory.
+    pub(crate) fn for_each_entry(
+        &self,
+        visit: impl FnMut(u32, &[u8]) -> Result<()>,
+    ) -> Result<DeltaScan> {
+        for_each_entry(
             self.file.as_ref(),
             &self.path,
             self.page_size,
-            self.entries_written,
+            self.entries,
+            visit,
         )
     }
 }
 
-fn read_sorted(
+fn for_each_entry(
     file: &dyn VfsFile,
     path: &Path,
     page_size: usize,
     entries: u64,
-) -> Result<Vec<(u32, Vec<u8>)>> {
+    mut visit: impl FnMut(u32, &[u8]) -> Result<()>,
+) -> Result<DeltaScan> {
     let corrupted = |page: Option<u64>, reason: String| Error::Corrupted {
         file: path.to_path_buf(),
         page,
@@ -201,10 +263,22 @@ fn read_sorted(
     }
     let entry_size = ENTRY_HEADER_SIZE + page_size;
     // Read in chunks of whole entries, as many as the append buffer holds: one read per entry
-    // was a measurable part of the merge.
-    let entries_per_read = (BUFFER_BYTES_MAX / entry_size).max(1) as u64;
-    let mut out = Vec::with_capacity(entries as usize);
-    let mut chunk = vec![0u8; entries_per_read.min(entries) as usize * entry_size];
+    // was a measurable part of the merge, and one read of the whole delta is unbounded memory.
+    let entries_per_read = if bugs::active(Bug::MergeLoadsWholeDelta) {
+        entries.max(1)
+    } else {
+        (BUFFER_BYTES_MAX / entry_size).max(1) as u64
+    };
+    let buffer_bytes = usize::try_from(entries_per_read.min(entries))
+        .ok()
+        .and_then(|n| n.checked_mul(entry_size))
+        .ok_or_else(|| {
+            corrupted(
+                None,
+                format!("{entries} delta entries do not fit in memory"),
+            )
+        })?;
+    let mut chunk = vec![0u8; buffer_bytes];
     let mut first = 0u64;
     while first < entries {
         let count = entries_per_read.min(entries - first);
@@ -233,18 +307,14 @@ fn read_sorted(
                     format!("delta entry {n} holds a bad page: {error}"),
                 )
             })?;
-            out.push((index, page.to_vec()));
+            visit(index, page)?;
         }
         first += count;
     }
-    out.sort_by_key(|(index, _)| *index);
-    if let Some(pair) = out.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(corrupted(
-            Some(pair[0].0 as u64),
-            "page captured twice".into(),
-        ));
-    }
-    Ok(out)
+    Ok(DeltaScan {
+        entries,
+        buffer_bytes_peak: chunk.capacity() as u64,
+    })
 }
 
 #[cfg(test)]

@@ -14,12 +14,35 @@
 //!   writeback of every chunk once copied (so the final fsync waits for little), rate-limited on
 //!   request;
 //! - the **merge** (the task thread): once the copy of a partition is done *and* `S` has ended
-//!   (S5, either order), closes the partition's hook (S4), writes the delta's pages sorted by index
-//!   over the copy, reads every page back to check it and record its crc.
+//!   (S5, either order), closes the partition's hook (S4), writes the delta's pages over the copy,
+//!   reads every page back to check it and record its crc.
 //!
 //! Then **publish**: fsync, manifest, rename of the temporary directory (format.md §5). Any error
 //! or a cancel closes every hook, removes the temporary directory and fails the snapshot, never
 //! the checkpoint or the writers.
+//!
+//! # Bounds
+//!
+//! - **Options** are checked up front, before anything is created ([`SnapshotOptions`] documents
+//!   each field's range); a value out of range is `Error::InvalidArgument` naming the field.
+//! - **Merge memory**: the delta is streamed in batches of at most
+//!   [`MERGE_BUFFER_BYTES_MAX`](super::MERGE_BUFFER_BYTES_MAX) bytes and each entry written at
+//!   its page's place as it comes (each index appears once, so the order of the writes does not
+//!   change the result), plus one bit per page of the partition to refuse a page captured twice
+//!   (`pages_at_cut / 8` bytes: the protocol's own capture bitset is the same size, so the merge
+//!   adds no new order of growth) and the read-back buffer of `MERGE_READ_BYTES`. The manifest's
+//!   page crcs (4 bytes a page) are the format's, not the merge's. The peak of the delta buffer
+//!   is reported in [`SnapshotProgress::merge_buffer_bytes_peak`].
+//! - **Cancel latency**: the rate limiter waits on the task's condition variable, which `cancel`
+//!   and every failure notify, so a cancel ends the wait at once rather than after
+//!   `chunk_bytes / rate` seconds; the hooks are closed by `cancel` itself.
+//! - **Durable directories**: the target directory and its missing parents are created with
+//!   their parents fsynced (`create_dir_all_durable`), so a published snapshot cannot vanish
+//!   with a directory entry that was never made durable. (The temporary directory's entry is made
+//!   durable under its final name, by the publish's rename and fsync of the target.)
+//! - **Publish is all or nothing** for the caller: if a step after the rename fails, the final
+//!   name is taken back (renamed back to the temporary name, which the failure cleanup or the
+//!   next open removes) before `wait` reports the error.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,11 +54,12 @@ use crate::engine::{Inner, SNAPSHOTS_TMP_DIR};
 use crate::error::{Error, IoContext, Result};
 use crate::format;
 use crate::jobs::{JobKind, JobStage};
+use crate::snapshot::create_dir_all_durable;
 use crate::snapshot::delta::DeltaFile;
 use crate::snapshot::hook::{HookCell, HookState};
 use crate::snapshot::manifest::{
-    hex, partition_file_name, Manifest, ManifestMetadata, ManifestPartition, MANIFEST_FILE_NAME,
-    MANIFEST_FORMAT_VERSION,
+    hex, partition_file_name, validate_snapshot_name, Manifest, ManifestMetadata,
+    ManifestPartition, MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION,
 };
 use crate::snapshot::protocol::{Capture, DeltaPolicy, PartitionSnapshot};
 use crate::snapshot::trace;
@@ -51,17 +75,31 @@ const MERGE_READ_BYTES: u64 = 1 << 20;
 /// page. Tests use it to hold the copier at a chosen point and force a race order (S5).
 pub type CopyGate = Arc<dyn Fn(PartitionId, u32) + Send + Sync>;
 
-/// What to snapshot and how.
+/// The largest [`SnapshotOptions::chunk_bytes`]: 1 GiB.
+pub const CHUNK_BYTES_MAX: u64 = 1 << 30;
+/// The smallest [`SnapshotOptions::rate_limit_bytes_per_sec`]: 4 KiB/s. A slower copy of even a
+/// small store would take days while holding a snapshot slot and the delta's disk space.
+pub const RATE_LIMIT_BYTES_PER_SEC_MIN: u64 = 4096;
+
+/// What to snapshot and how. `Engine::snapshot` checks every field against the range given here
+/// before it creates anything, and refuses a value out of range with `Error::InvalidArgument`
+/// naming the field.
 #[derive(Clone)]
 pub struct SnapshotOptions {
-    /// The directory the snapshot is published in, as `<target_dir>/<name>`.
+    /// The directory the snapshot is published in, as `<target_dir>/<name>`; created (durably,
+    /// with its missing parents) if it does not exist. Not empty. A relative path is resolved
+    /// against the process's working directory when the snapshot starts, and the snapshot works
+    /// with that absolute path from then on (so that the store's marker of an unfinished snapshot
+    /// names its temporary directory whatever the working directory of a later open).
     pub target_dir: PathBuf,
     /// The snapshot's name: 1 to 128 of `[A-Za-z0-9._-]`, not starting with `.`.
     pub name: String,
     pub delta_policy: DeltaPolicy,
-    /// Bytes per second the copier may copy; `None`: as fast as the disk goes.
+    /// Bytes per second the copier may copy; `None`: as fast as the disk goes. `Some(r)` needs
+    /// `r >= RATE_LIMIT_BYTES_PER_SEC_MIN` (`Some(0)` is refused: use `None` for no limit).
     pub rate_limit_bytes_per_sec: Option<u64>,
-    /// Bytes the copier announces and copies at a time.
+    /// Bytes the copier announces and copies at a time: at least one page of the store, at most
+    /// [`CHUNK_BYTES_MAX`]; rounded down to whole pages.
     pub chunk_bytes: u64,
     /// Test hook, see [`CopyGate`].
     #[doc(hidden)]
@@ -69,6 +107,39 @@ pub struct SnapshotOptions {
 }
 
 impl SnapshotOptions {
+    /// Checks every field against its documented range for a store of `page_size`-byte pages.
+    /// Returns the chunk in pages.
+    fn validate(&self, page_size: u32) -> Result<u32> {
+        validate_snapshot_name(&self.name)?;
+        if self.target_dir.as_os_str().is_empty() {
+            return Err(Error::InvalidArgument(
+                "SnapshotOptions::target_dir is empty; name the directory to publish in".into(),
+            ));
+        }
+        let page_size = u64::from(page_size);
+        if !(page_size..=CHUNK_BYTES_MAX).contains(&self.chunk_bytes) {
+            return Err(Error::InvalidArgument(format!(
+                "SnapshotOptions::chunk_bytes = {} is out of range {page_size}..={CHUNK_BYTES_MAX} (one page of this store to 1 GiB)",
+                self.chunk_bytes
+            )));
+        }
+        if let Some(rate) = self.rate_limit_bytes_per_sec {
+            if rate < RATE_LIMIT_BYTES_PER_SEC_MIN {
+                return Err(Error::InvalidArgument(format!(
+                    "SnapshotOptions::rate_limit_bytes_per_sec = Some({rate}) is out of range {RATE_LIMIT_BYTES_PER_SEC_MIN}..={} (None: no limit)",
+                    u64::MAX
+                )));
+            }
+        }
+        // At most 2^30 / 512 = 2^21 pages: no wrap.
+        u32::try_from(self.chunk_bytes / page_size).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "SnapshotOptions::chunk_bytes = {} is too many pages",
+                self.chunk_bytes
+            ))
+        })
+    }
+
     pub fn new(target_dir: impl Into<PathBuf>, name: impl Into<String>) -> Self {
         SnapshotOptions {
             target_dir: target_dir.into(),
@@ -106,6 +177,10 @@ pub struct SnapshotProgress {
     pub copy_done: bool,
     /// The job in `Engine::jobs()`.
     pub job_id: u64,
+    /// The most bytes of delta the merge held in memory at once so far (for the checkers of the
+    /// merge's bound, [`MERGE_BUFFER_BYTES_MAX`](super::MERGE_BUFFER_BYTES_MAX)).
+    #[doc(hidden)]
+    pub merge_buffer_bytes_peak: u64,
 }
 
 /// One partition's hook: the protocol state and the I/O it steers, behind the hook lock.
@@ -152,6 +227,7 @@ pub(crate) struct Shared {
     delta_pages: AtomicU64,
     cut_epoch: AtomicU64,
     copy_done: AtomicBool,
+    merge_buffer_bytes_peak: AtomicU64,
     cancel_requested: AtomicBool,
     finished: AtomicBool,
 }
@@ -255,10 +331,7 @@ impl CheckpointListener for SnapshotListener {
                     page: None,
                     reason: format!("cannot snapshot this partition: {e}"),
                 })?;
-                let delta_path = shared
-                    .tmp_dir
-                    .join("deltas")
-                    .join(format!("part-{}.delta", partition.id.0));
+                let delta_path = delta_path(&shared.tmp_dir, partition.id);
                 let delta = DeltaFile::create(
                     &shared.vfs,
                     &delta_path,
@@ -434,15 +507,20 @@ impl SnapshotHandle {
             delta_pages: self.shared.delta_pages.load(Ordering::Relaxed),
             copy_done: self.shared.copy_done.load(Ordering::Acquire),
             job_id: self.job,
+            merge_buffer_bytes_peak: self.shared.merge_buffer_bytes_peak.load(Ordering::Relaxed),
         }
     }
 
-    /// Stops the snapshot: closes every hook, stops the copier, removes the temporary directory.
-    /// `wait` then returns `Error::Cancelled`.
+    /// Stops the snapshot: closes every hook, stops the copier (also in a rate limiter's wait),
+    /// removes the temporary directory. `wait` then returns `Error::Cancelled` (unless the
+    /// snapshot had already published).
     pub fn cancel(&self) {
         self.shared.cancel_requested.store(true, Ordering::Release);
-        self.shared.close_all_hooks();
+        // Through the state lock: a task thread that checked the flag under it is now waiting,
+        // so the notify reaches it (no lost wakeup).
+        drop(self.shared.state.lock());
         self.shared.state_changed.notify_all();
+        self.shared.close_all_hooks();
     }
 
     /// Whether the snapshot has ended (published, failed or cancelled).
@@ -459,19 +537,9 @@ impl SnapshotHandle {
     }
 }
 
-fn validate_name(name: &str) -> Result<()> {
-    let ok = (1..=128).contains(&name.len())
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "snapshot name {name:?} must be 1..=128 of [A-Za-z0-9._-] and not start with '.'"
-        )))
-    }
+/// The delta file of partition `id` in the temporary directory `tmp_dir` (format.md §5).
+fn delta_path(tmp_dir: &Path, id: PartitionId) -> PathBuf {
+    tmp_dir.join("deltas").join(format!("part-{}.delta", id.0))
 }
 
 fn marker_path(inner: &Inner, name: &str) -> PathBuf {
@@ -482,14 +550,15 @@ fn marker_path(inner: &Inner, name: &str) -> PathBuf {
 }
 
 /// Starts a snapshot (see `Engine::snapshot`).
-pub(crate) fn start(inner: &Arc<Inner>, options: SnapshotOptions) -> Result<SnapshotHandle> {
-    validate_name(&options.name)?;
-    if options.chunk_bytes < inner.page_size as u64 {
-        return Err(Error::InvalidArgument(format!(
-            "chunk_bytes {} is smaller than a page",
-            options.chunk_bytes
-        )));
-    }
+pub(crate) fn start(inner: &Arc<Inner>, mut options: SnapshotOptions) -> Result<SnapshotHandle> {
+    let chunk_pages = options.validate(inner.page_size as u32)?;
+    options.target_dir = std::path::absolute(&options.target_dir).map_err(|e| {
+        Error::io(
+            "resolve the snapshot target directory",
+            &options.target_dir,
+            e,
+        )
+    })?;
     let vfs = Arc::clone(&inner.vfs);
     let final_dir = options.target_dir.join(&options.name);
     if vfs
@@ -530,7 +599,11 @@ pub(crate) fn start(inner: &Arc<Inner>, options: SnapshotOptions) -> Result<Snap
         if let Some(parent) = markers.parent() {
             vfs.sync_dir(parent).ctx("fsync store directory", parent)?;
         }
-        // 2. The temporary directory.
+        // 2. The target directory and its parents if missing, each new entry made durable, or
+        //    a published snapshot could vanish with them. (The temporary directory's own entry
+        //    needs no fsync: the publish renames it and fsyncs the target.)
+        create_dir_all_durable(&vfs, &options.target_dir)?;
+        // 3. The temporary directory.
         for sub in ["partitions", "deltas"] {
             let path = tmp_dir.join(sub);
             vfs.create_dir_all(&path)
@@ -559,6 +632,7 @@ pub(crate) fn start(inner: &Arc<Inner>, options: SnapshotOptions) -> Result<Snap
         delta_pages: AtomicU64::new(0),
         cut_epoch: AtomicU64::new(0),
         copy_done: AtomicBool::new(false),
+        merge_buffer_bytes_peak: AtomicU64::new(0),
         cancel_requested: AtomicBool::new(false),
         finished: AtomicBool::new(false),
     });
@@ -568,6 +642,7 @@ pub(crate) fn start(inner: &Arc<Inner>, options: SnapshotOptions) -> Result<Snap
         inner: Arc::clone(inner),
         shared: Arc::clone(&shared),
         options,
+        chunk_pages,
         final_dir,
         tmp_dir,
         job,
@@ -609,6 +684,8 @@ struct Task {
     inner: Arc<Inner>,
     shared: Arc<Shared>,
     options: SnapshotOptions,
+    /// `options.chunk_bytes` in pages (checked at start).
+    chunk_pages: u32,
     final_dir: PathBuf,
     tmp_dir: PathBuf,
     job: u64,
@@ -783,6 +860,30 @@ impl Task {
         }
     }
 
+    /// The rate limiter's wait: until `deadline`, or until the snapshot is cancelled or fails
+    /// (both notify `state_changed` through the state lock, so neither is missed).
+    fn pause_until(&self, deadline: Instant) -> Result<()> {
+        if bugs::active(Bug::CancelWaitsRateSleep) {
+            if let Some(ahead) = deadline.checked_duration_since(Instant::now()) {
+                std::thread::sleep(ahead);
+            }
+            return Ok(());
+        }
+        let mut state = self.shared.state.lock();
+        loop {
+            if self.shared.cancel_requested.load(Ordering::Acquire) || state.cancelled {
+                return Err(Error::Cancelled);
+            }
+            if let Some(reason) = &state.failure {
+                return Err(Error::InvalidSnapshot(reason.clone()));
+            }
+            let Some(ahead) = deadline.checked_duration_since(Instant::now()) else {
+                return Ok(());
+            };
+            state = self.shared.state_changed.wait_timeout(state, ahead).0;
+        }
+    }
+
     /// Runs `step` on the hook's state once no hook call is in flight (the hook lock).
     fn with_hook<T>(
         &self,
@@ -820,7 +921,7 @@ impl Task {
             .vfs
             .open(&target_path, OpenMode::CreateNew)
             .ctx("create snapshot partition file", &target_path)?;
-        let chunk_pages = (self.options.chunk_bytes / page_size).max(1) as u32;
+        let chunk_pages = self.chunk_pages;
         let mut copied_end = 0u32;
         while copied_end < copy_end {
             self.shared.check()?;
@@ -870,11 +971,9 @@ impl Task {
             self.inner
                 .jobs
                 .update(self.job, |s| s.bytes_written = total_copied);
-            if let Some(rate) = self.options.rate_limit_bytes_per_sec.filter(|&r| r > 0) {
+            if let Some(rate) = self.options.rate_limit_bytes_per_sec {
                 let due = Duration::from_secs_f64(total_copied as f64 / rate as f64);
-                if let Some(ahead) = due.checked_sub(copy_started.elapsed()) {
-                    std::thread::sleep(ahead);
-                }
+                self.pause_until(copy_started + due)?;
             }
         }
         self.with_hook(hook, |s| {
@@ -892,24 +991,45 @@ impl Task {
     ) -> Result<(ManifestPartition, u64)> {
         let page_size = self.shared.page_size as u64;
         let sealed = self.with_hook(hook, |s| s.protocol.close().inspect(|_| trace::close(id)))?;
-        let entries = hook.lock().io.delta.read_sorted()?;
-        trace::merge(id, &entries);
+        // The hook is closed: nothing is appended from here on, and the checkpointer never
+        // waits for the merge's reads and writes (they run outside the hook lock).
+        let delta = hook.lock().io.delta.reader()?;
         let target_path = self.tmp_dir.join(partition_file_name(id.0));
         let target = self
             .shared
             .vfs
             .open(&target_path, OpenMode::ReadWrite)
             .ctx("open snapshot partition file", &target_path)?;
-        for (index, page) in &entries {
-            if *index >= sealed.pages_at_cut {
+        // Each entry goes to its page's place as it is read (module doc, "Bounds"): one bit per
+        // page of the cut refuses a page captured twice, which the protocol's bitset rules out.
+        let mut merged = vec![0u64; (sealed.pages_at_cut as usize).div_ceil(64)];
+        let mut traced = Vec::new();
+        let scan = delta.for_each_entry(|index, page| {
+            if index >= sealed.pages_at_cut {
                 return Err(Error::InvalidSnapshot(format!(
                     "delta of partition {id} holds page {index} beyond the cut"
                 )));
             }
+            let (word, bit) = (index as usize / 64, 1u64 << (index % 64));
+            if merged[word] & bit != 0 {
+                return Err(Error::Corrupted {
+                    file: delta_path(&self.tmp_dir, id),
+                    page: Some(index as u64),
+                    reason: "page captured twice".into(),
+                });
+            }
+            merged[word] |= bit;
+            if trace::enabled() {
+                traced.push((index, trace::PageImage::of(page, index)));
+            }
             target
-                .write_all_at(page, *index as u64 * page_size)
-                .ctx("merge delta page", &target_path)?;
-        }
+                .write_all_at(page, index as u64 * page_size)
+                .ctx("merge delta page", &target_path)
+        })?;
+        trace::merge(id, traced);
+        self.shared
+            .merge_buffer_bytes_peak
+            .fetch_max(scan.buffer_bytes_peak, Ordering::Relaxed);
         let expected_len = sealed.pages_at_cut as u64 * page_size;
         let len = target
             .len()
@@ -948,7 +1068,7 @@ impl Task {
                 page_count: sealed.pages_at_cut,
                 page_crcs,
             },
-            entries.len() as u64,
+            scan.entries,
         ))
     }
 
@@ -974,29 +1094,71 @@ impl Task {
         vfs.rename(tmp, &self.final_dir)
             .ctx("publish snapshot", &self.final_dir)?;
         if let Err(error) = vfs.sync_dir(&self.options.target_dir) {
-            // The rename's durability is unknown: take the snapshot back rather than leave a
-            // name that may vanish at a crash (and that blocks a retry under the same name).
-            if let Err(undo) = vfs.remove_dir_all(&self.final_dir) {
-                tracing::warn!(dir = %self.final_dir.display(), %undo, "could not take back a snapshot whose publish failed");
-            }
-            let _ = vfs.sync_dir(&self.options.target_dir);
-            return Err(Error::io(
+            let error = Error::io(
                 "fsync snapshot target directory",
                 &self.options.target_dir,
                 error,
-            ));
+            );
+            return Err(self.take_back(error));
         }
         Ok(())
     }
+
+    /// After a rename whose durability is unknown (the target directory's fsync failed): takes
+    /// the final name back before `wait` reports `error`, so that the caller's view is all or
+    /// nothing. Reporting success instead would be wrong for an operator: a crash could still
+    /// take the snapshot away, and a backup known to have failed is retried, one believed made
+    /// is not. Taking back is one atomic rename to the temporary name, whose marker still exists:
+    /// the failure cleanup removes it (durably, or the next open does). Only if that rename fails
+    /// too is the final name removed outright; if even that fails, the error says that the name
+    /// is left and must not be trusted.
+    fn take_back(&self, error: Error) -> Error {
+        if bugs::active(Bug::PublishLeavesFinalName) {
+            return error;
+        }
+        let vfs = &self.shared.vfs;
+        let taken_back = vfs.rename(&self.final_dir, &self.tmp_dir).or_else(|rename| {
+            tracing::warn!(dir = %self.final_dir.display(), %rename, "could not rename a snapshot whose publish failed back to its temporary name; removing it");
+            vfs.remove_dir_all(&self.final_dir)
+        });
+        match taken_back {
+            Ok(()) => {
+                // Best effort: the marker and the failure cleanup remove the temporary name.
+                if let Err(sync) = vfs.sync_dir(&self.options.target_dir) {
+                    tracing::warn!(dir = %self.options.target_dir.display(), %sync, "could not fsync the target directory after taking a snapshot back");
+                }
+                error
+            }
+            Err(undo) => Error::InvalidSnapshot(format!(
+                "{error}; and the published name {} could not be taken back ({undo}): it is left behind, its durability unknown, and must be deleted",
+                self.final_dir.display()
+            )),
+        }
+    }
+}
+
+/// What [`remove_unfinished`] did with the markers of snapshots that never published.
+#[derive(Debug, Default)]
+pub(crate) struct UnfinishedCleanup {
+    /// Temporary directories removed (their markers too).
+    pub(crate) removed: Vec<PathBuf>,
+    /// Temporary directories that could not be checked or removed; their markers are kept, so
+    /// that the next open tries again.
+    pub(crate) failed: Vec<PathBuf>,
 }
 
 /// Removes the temporary directories of snapshots that never published (a crash, or a failure
 /// whose cleanup failed), as recorded by their markers. Called by `Engine::open`.
-pub(crate) fn remove_unfinished(vfs: &Arc<dyn Vfs>, store_dir: &Path) -> Result<Vec<PathBuf>> {
+///
+/// A temporary directory lives in the snapshot's target, outside the store (often on another
+/// device, say a backup mount that is not there right now), so failing to remove it must not
+/// keep the store from opening: it is logged, listed in `failed`, and its marker kept for the
+/// next open. Errors on the store's own marker directory are the store's and are returned.
+pub(crate) fn remove_unfinished(vfs: &Arc<dyn Vfs>, store_dir: &Path) -> Result<UnfinishedCleanup> {
     let markers = store_dir.join(SNAPSHOTS_TMP_DIR);
-    let mut removed = Vec::new();
+    let mut cleanup = UnfinishedCleanup::default();
     if !vfs.is_dir(&markers).ctx("stat", &markers)? {
-        return Ok(removed);
+        return Ok(cleanup);
     }
     for name in vfs
         .read_dir(&markers)
@@ -1004,30 +1166,27 @@ pub(crate) fn remove_unfinished(vfs: &Arc<dyn Vfs>, store_dir: &Path) -> Result<
     {
         let marker = markers.join(&name);
         if name.ends_with(".pending") {
-            let file = vfs
-                .open(&marker, OpenMode::Read)
-                .ctx("open snapshot marker", &marker)?;
-            let len = file
-                .len()
-                .ctx("stat snapshot marker", &marker)?
-                .min(64 * 1024);
-            let mut bytes = vec![0u8; len as usize];
-            file.read_exact_at(&mut bytes, 0)
-                .ctx("read snapshot marker", &marker)?;
-            let tmp = PathBuf::from(String::from_utf8_lossy(&bytes).into_owned());
+            let tmp = read_marker(vfs, &marker)?;
             let is_ours = tmp
                 .file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with('.') && n.ends_with(".deltasnap-tmp"));
-            if is_ours && vfs.exists(&tmp).ctx("stat", &tmp)? {
-                vfs.remove_dir_all(&tmp)
-                    .ctx("remove unfinished snapshot", &tmp)?;
-                if let Some(parent) = tmp.parent() {
-                    vfs.sync_dir(parent)
-                        .ctx("fsync snapshot target directory", parent)?;
+            if is_ours {
+                match remove_tmp_dir(vfs, &tmp) {
+                    Ok(true) => {
+                        tracing::info!(dir = %tmp.display(), "removed an unfinished snapshot");
+                        cleanup.removed.push(tmp);
+                    }
+                    Ok(false) => {}
+                    Err(error) if bugs::active(Bug::UnfinishedCleanupFailsOpen) => {
+                        return Err(error)
+                    }
+                    Err(error) => {
+                        tracing::warn!(dir = %tmp.display(), marker = %marker.display(), %error, "could not remove an unfinished snapshot's temporary directory; the next open tries again");
+                        cleanup.failed.push(tmp);
+                        continue; // keep the marker
+                    }
                 }
-                tracing::info!(dir = %tmp.display(), "removed an unfinished snapshot");
-                removed.push(tmp);
             }
         }
         vfs.remove_file(&marker)
@@ -1035,7 +1194,36 @@ pub(crate) fn remove_unfinished(vfs: &Arc<dyn Vfs>, store_dir: &Path) -> Result<
     }
     vfs.sync_dir(&markers)
         .ctx("fsync snapshot markers", &markers)?;
-    Ok(removed)
+    Ok(cleanup)
+}
+
+/// The temporary directory a marker names.
+fn read_marker(vfs: &Arc<dyn Vfs>, marker: &Path) -> Result<PathBuf> {
+    let file = vfs
+        .open(marker, OpenMode::Read)
+        .ctx("open snapshot marker", marker)?;
+    let len = file
+        .len()
+        .ctx("stat snapshot marker", marker)?
+        .min(64 * 1024);
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0)
+        .ctx("read snapshot marker", marker)?;
+    Ok(PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// Removes `tmp` durably if it exists; whether it did.
+fn remove_tmp_dir(vfs: &Arc<dyn Vfs>, tmp: &Path) -> Result<bool> {
+    if !vfs.exists(tmp).ctx("stat", tmp)? {
+        return Ok(false);
+    }
+    vfs.remove_dir_all(tmp)
+        .ctx("remove unfinished snapshot", tmp)?;
+    if let Some(parent) = tmp.parent() {
+        vfs.sync_dir(parent)
+            .ctx("fsync snapshot target directory", parent)?;
+    }
+    Ok(true)
 }
 
 impl Inner {

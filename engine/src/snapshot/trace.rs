@@ -221,15 +221,10 @@ pub(crate) fn close(partition: PartitionId) {
     record(|| Event::Close { partition });
 }
 
-/// Records the delta the merge read.
-pub(crate) fn merge(partition: PartitionId, entries: &[(u32, Vec<u8>)]) {
-    record(|| Event::Merge {
-        partition,
-        delta: entries
-            .iter()
-            .map(|(index, page)| (*index, PageImage::of(page, *index)))
-            .collect(),
-    });
+/// Records the delta the merge read, as `(page index, image)` in any order (sorted here).
+pub(crate) fn merge(partition: PartitionId, mut delta: Vec<(u32, Option<PageImage>)>) {
+    delta.sort_by_key(|(index, _)| *index);
+    record(|| Event::Merge { partition, delta });
 }
 
 pub(crate) fn cancelled() {

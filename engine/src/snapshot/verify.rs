@@ -8,6 +8,7 @@ use crate::control::{self, ControlData};
 use crate::engine::{PARTITIONS_DIR, WAL_DIR};
 use crate::error::{Error, IoContext, Result};
 use crate::format;
+use crate::snapshot::create_dir_all_durable;
 use crate::snapshot::manifest::{Manifest, MANIFEST_BYTES_MAX, MANIFEST_FILE_NAME};
 use crate::sync::Arc;
 use crate::types::PartitionId;
@@ -54,8 +55,9 @@ pub fn verify_snapshot(dir: impl AsRef<Path>) -> Result<VerifyReport> {
     verify_snapshot_on(&(Arc::new(StdFs::new()) as Arc<dyn Vfs>), dir.as_ref())
 }
 
-/// Rechecks every page of the snapshot in `dir` against its manifest: page crc, page index, the
-/// crc the manifest recorded, file lengths, missing and unexpected files. Problems are listed in
+/// Rechecks the manifest (its crc32c and the range of every value, format.md §5.2), then every
+/// page of the snapshot in `dir` against it: page crc, page index, the crc the manifest recorded,
+/// file lengths, missing and unexpected files. Problems are listed in
 /// the report (all of them, not just the first); `Err` only when `dir` itself cannot be read.
 pub fn verify_snapshot_on(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
@@ -210,10 +212,12 @@ pub fn restore(
     )
 }
 
-/// Verifies the snapshot, refuses a non-empty target, then writes the partitions and, last, a
-/// control file naming the cut, so that `Engine::open(new_store_dir)` starts at the cut. A crash
-/// before the control file leaves a directory that `Engine::open` refuses (no control file over
-/// data), never a store with half a snapshot.
+/// Verifies the snapshot (its manifest's crc and ranges included: a manifest that fails them is
+/// refused, `Error::InvalidSnapshot`), refuses a non-empty target, then writes the partitions
+/// and, last, a control file naming the cut, so that `Engine::open(new_store_dir)` starts at the
+/// cut. Every directory it creates (the target and its missing parents) is fsynced in its parent.
+/// A crash before the control file leaves a directory that `Engine::open` refuses (no control
+/// file over data), never a store with half a snapshot.
 pub fn restore_on(
     vfs: &Arc<dyn Vfs>,
     snapshot_dir: &Path,
@@ -248,6 +252,10 @@ pub fn restore_on(
             new_store_dir.display()
         )));
     }
+    // The target and its missing parents, each entry made durable: a restored store must not
+    // vanish at a power cut with a directory nobody fsynced. (The entries inside the target are
+    // made durable by the control file's write, which fsyncs it.)
+    create_dir_all_durable(vfs, new_store_dir)?;
     let partitions_dir = new_store_dir.join(PARTITIONS_DIR);
     vfs.create_dir_all(&partitions_dir)
         .ctx("create restore target", &partitions_dir)?;
