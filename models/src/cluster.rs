@@ -41,7 +41,7 @@ use stateright::actor::{
 };
 use stateright::{Expectation, Model};
 
-use crate::registry::{parse_bug, BoundSpec, BoundValues, BugSpec, Entry};
+use crate::spec::{parse_bug, BoundSpec, BoundValues, BugSpec, Entry};
 
 pub type SnapshotId = u8;
 

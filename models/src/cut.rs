@@ -41,7 +41,7 @@
 
 use stateright::{Model, Property};
 
-use crate::registry::{parse_bug, BoundSpec, BoundValues, BugSpec, Entry};
+use crate::spec::{parse_bug, BoundSpec, BoundValues, BugSpec, Entry};
 
 pub type Epoch = u8;
 

@@ -9,11 +9,14 @@
 //! - [`snapshot`]: the online snapshot protocol, driving `deltasnap::snapshot::protocol` itself (S1–S5);
 //! - [`snapshot_trace`]: checks that a recorded engine snapshot trace is a behaviour of [`snapshot`];
 //!
-//! [`registry`] lists them for the `deltasnap-models` binary.
+//! [`registry`] lists them for the `deltasnap-models` binary. Imports run one way: `registry` ->
+//! the models -> [`spec`] (what a model declares) -> [`check`] (running the checker).
 
+pub mod check;
 pub mod cluster;
 pub mod cut;
 pub mod recovery;
 pub mod registry;
 pub mod snapshot;
 pub mod snapshot_trace;
+pub mod spec;

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use deltasnap_models::registry::{
-    self, BoundValues, CheckOptions, CheckReport, ModelEntry, Progress, Strategy, Verdict,
-};
+use deltasnap_models::check::{CheckOptions, CheckReport, Progress, Strategy, Verdict};
+use deltasnap_models::registry;
+use deltasnap_models::spec::{BoundValues, ModelEntry};
 use stateright::Expectation;
 
 #[derive(Parser)]

@@ -35,7 +35,7 @@
 
 use stateright::{Model, Property};
 
-use crate::registry::{parse_bug, BoundSpec, BoundValues, BugSpec, Entry};
+use crate::spec::{parse_bug, BoundSpec, BoundValues, BugSpec, Entry};
 
 /// Number of writes applied to a page.
 pub type Version = u8;

@@ -1029,43 +1029,43 @@ fn any_protocol(state: &SnapshotState, f: impl Fn(&PartitionSnapshot) -> bool) -
 
 /// Bounds of the snapshot model as the binary exposes them (defaults from
 /// [`SnapshotBounds::default`]).
-pub const BOUNDS: &[crate::registry::BoundSpec] = &[
-    crate::registry::BoundSpec {
+pub const BOUNDS: &[crate::spec::BoundSpec] = &[
+    crate::spec::BoundSpec {
         name: "partitions",
         default: 1,
         min: 1,
         max: 3,
         description: "partitions in the store",
     },
-    crate::registry::BoundSpec {
+    crate::spec::BoundSpec {
         name: "pages_on_disk",
         default: 2,
         min: 0,
         max: 6,
         description: "pages of each partition in its file before the snapshot's epoch",
     },
-    crate::registry::BoundSpec {
+    crate::spec::BoundSpec {
         name: "pages_max",
         default: 3,
         min: 1,
         max: 8,
         description: "logical pages per partition at most (allocations up to this)",
     },
-    crate::registry::BoundSpec {
+    crate::spec::BoundSpec {
         name: "writes_per_page",
         default: 2,
         min: 1,
         max: 4,
         description: "writes to one page over the whole run",
     },
-    crate::registry::BoundSpec {
+    crate::spec::BoundSpec {
         name: "checkpoints_after_cut",
         default: 2,
         min: 0,
         max: 4,
         description: "checkpoints after the snapshot's checkpoint S",
     },
-    crate::registry::BoundSpec {
+    crate::spec::BoundSpec {
         name: "chunk_pages",
         default: 2,
         min: 1,
@@ -1075,8 +1075,8 @@ pub const BOUNDS: &[crate::registry::BoundSpec] = &[
 ];
 
 /// The registry entry for `policy`: `snapshot` (Ignite's full rule) or `snapshot-cursor-aware`.
-pub fn entry(policy: DeltaPolicy) -> crate::registry::Entry<SnapshotModel> {
-    use crate::registry::{parse_bug, BoundValues, BugSpec, Entry};
+pub fn entry(policy: DeltaPolicy) -> crate::spec::Entry<SnapshotModel> {
+    use crate::spec::{parse_bug, BoundValues, BugSpec, Entry};
     fn bounds_from(values: &BoundValues) -> SnapshotBounds {
         let get = |name| values.get(name) as u8;
         SnapshotBounds {
