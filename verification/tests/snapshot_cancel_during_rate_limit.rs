@@ -17,10 +17,11 @@ use deltasnap::{Engine, Error, SnapshotOptions};
 use support::{config, store_dir, tmp_dir, wait_until, History, ROOT, SNAPSHOT_NAME};
 
 const PAGE_SIZE: u32 = 4096;
-/// 32 pages of 4 KiB at 4 KiB/s: the copier's one chunk is followed by a 32 s wait.
-const PAGES: u32 = 32;
-/// Far below the 32 s of the rate limiter's wait, far above a cancel's own work.
-const CANCEL_BOUND: Duration = Duration::from_secs(5);
+/// 12 pages of 4 KiB at 4 KiB/s: the copier's one chunk is followed by a 12 s wait.
+const PAGES: u32 = 12;
+/// Far below the 12 s of the rate limiter's wait, far above a cancel's own work (milliseconds
+/// on SimFs).
+const CANCEL_BOUND: Duration = Duration::from_secs(3);
 
 /// Tests that switch a seeded bug on run alone (the switch is process-wide).
 static SERIAL: Mutex<()> = Mutex::new(());
