@@ -30,6 +30,7 @@ fn one_checkpoint(
     engine: &Engine,
     shape: StoreShape,
     snapshots: &std::path::Path,
+    gate: &HeldGate,
     variant: Variant,
     iteration: u64,
 ) -> Duration {
@@ -45,12 +46,11 @@ fn one_checkpoint(
     if let Variant::DuringCut(_) = variant {
         workload::dirty_pages(engine, shape, first_page, PAGES).expect("dirty");
     }
-    let gate = HeldGate::new();
+    gate.hold();
     let name = format!("s{iteration}");
     let handle = engine
         .snapshot(SnapshotOptions {
             delta_policy: policy,
-            copy_gate: Some(gate.copy_gate()),
             ..SnapshotOptions::new(snapshots, &name)
         })
         .expect("start snapshot");
@@ -77,8 +77,9 @@ fn bench(c: &mut Criterion) {
         checkpoint_interval_ms: None,
         ..workload::engine_config()
     };
-    let engine =
-        workload::populate_store(&dir.path().join("store"), shape, config).expect("populate");
+    let store = dir.path().join("store");
+    let gate = HeldGate::new(&store);
+    let engine = workload::populate_store_on(gate.vfs(), &store, shape, config).expect("populate");
     let mut group = c.benchmark_group("hook_cost");
     group
         .sample_size(10)
@@ -101,7 +102,7 @@ fn bench(c: &mut Criterion) {
                 (0..iters)
                     .map(|_| {
                         iteration += 1;
-                        one_checkpoint(&engine, shape, dir.path(), variant, iteration)
+                        one_checkpoint(&engine, shape, dir.path(), &gate, variant, iteration)
                     })
                     .sum()
             })

@@ -23,8 +23,9 @@ fn bench(c: &mut Criterion) {
         checkpoint_interval_ms: None,
         ..workload::engine_config()
     };
-    let engine =
-        workload::populate_store(&dir.path().join("store"), shape, config).expect("populate");
+    let store = dir.path().join("store");
+    let gate = HeldGate::new(&store);
+    let engine = workload::populate_store_on(gate.vfs(), &store, shape, config).expect("populate");
     let mut group = c.benchmark_group("merge");
     group
         .sample_size(10)
@@ -40,11 +41,10 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..iters {
                     made += 1;
                     let name = format!("s{made}");
-                    let gate = HeldGate::new();
+                    gate.hold();
                     let handle = engine
                         .snapshot(SnapshotOptions {
                             delta_policy: DeltaPolicy::Full,
-                            copy_gate: Some(gate.copy_gate()),
                             ..SnapshotOptions::new(dir.path(), &name)
                         })
                         .expect("start snapshot");

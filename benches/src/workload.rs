@@ -6,11 +6,12 @@
 //! a store of `data_bytes` has `data_bytes / 4096` pages and `4 × pages` records; SQLite gets
 //! the same records as rows of a table, LMDB as values under 8-byte keys.
 
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use deltasnap::snapshot::CopyGate;
+use deltasnap::vfs::{OpenMode, StdFs, Vfs, VfsFile};
 use deltasnap::{Config, Engine, JobKind, JobStage, PageId, PartitionId, SnapshotHandle};
 
 use crate::Result;
@@ -138,7 +139,17 @@ pub fn engine_config() -> Config {
 /// Creates `shape`'s partitions and pages in a new store at `dir` and fills every record with
 /// one 4000-byte write per page; returns the open engine after a checkpoint (all pages on disk).
 pub fn populate_store(dir: &Path, shape: StoreShape, config: Config) -> Result<Engine> {
-    let engine = Engine::open(dir, config)?;
+    populate_store_on(Arc::new(StdFs::new()), dir, shape, config)
+}
+
+/// [`populate_store`] on `vfs` (a [`HeldGate::vfs`]).
+pub fn populate_store_on(
+    vfs: Arc<dyn Vfs>,
+    dir: &Path,
+    shape: StoreShape,
+    config: Config,
+) -> Result<Engine> {
+    let engine = Engine::open_on(vfs, dir, config)?;
     let mut page_bytes = vec![0u8; RECORD_BYTES * RECORDS_PER_PAGE as usize];
     let mut value = [0u8; RECORD_BYTES];
     for p in 0..shape.partitions {
@@ -172,35 +183,89 @@ pub fn dirty_pages(engine: &Engine, shape: StoreShape, first_page: u64, count: u
     Ok(())
 }
 
-/// A copy gate that holds the snapshot's copier before its first chunk until released, so a
-/// bench can place checkpoints between the cut and the copy (DESIGN §4, race order "S ends
-/// before the copy is done").
-#[derive(Clone, Default)]
+/// Holds a snapshot's copier before its first chunk until released, so a bench can place
+/// checkpoints between the cut and the copy (DESIGN §4, race order "S ends before the copy is
+/// done"). The engine has no such hook outside test builds, so this is a file layer over
+/// [`StdFs`] (open the store with [`HeldGate::vfs`]): while the gate is held, the creation of a
+/// snapshot's partition copy (a new `part-<id>.dat` outside the store's directory, the copier's
+/// first step for each partition) waits for [`HeldGate::release`]. Every other call, and every
+/// operation on an open file, goes straight to [`StdFs`]: the store's I/O costs what it costs
+/// without the gate.
+#[derive(Debug, Clone)]
 pub struct HeldGate {
-    released: Arc<(Mutex<bool>, Condvar)>,
+    store: PathBuf,
+    held: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl HeldGate {
-    pub fn new() -> HeldGate {
-        HeldGate::default()
+    /// A released gate for the store in `store`.
+    pub fn new(store: &Path) -> HeldGate {
+        HeldGate {
+            store: store.to_path_buf(),
+            held: Arc::default(),
+        }
     }
 
-    /// The gate to put in `SnapshotOptions::copy_gate`.
-    pub fn copy_gate(&self) -> CopyGate {
-        let released = Arc::clone(&self.released);
-        Arc::new(move |_partition, _page| {
-            let (lock, changed) = &*released;
-            let mut open = lock.lock().expect("gate poisoned");
-            while !*open {
-                open = changed.wait(open).expect("gate poisoned");
-            }
-        })
+    /// The file layer to open the store on.
+    pub fn vfs(&self) -> Arc<dyn Vfs> {
+        Arc::new(self.clone())
+    }
+
+    /// Holds the copier of the next snapshots until [`HeldGate::release`].
+    pub fn hold(&self) {
+        *self.held.0.lock().expect("gate poisoned") = true;
     }
 
     pub fn release(&self) {
-        let (lock, changed) = &*self.released;
-        *lock.lock().expect("gate poisoned") = true;
+        let (lock, changed) = &*self.held;
+        *lock.lock().expect("gate poisoned") = false;
         changed.notify_all();
+    }
+
+    fn is_partition_copy(&self, path: &Path, mode: OpenMode) -> bool {
+        mode == OpenMode::CreateNew
+            && !path.starts_with(&self.store)
+            && path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("part-") && name.ends_with(".dat"))
+    }
+}
+
+impl Vfs for HeldGate {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
+        if self.is_partition_copy(path, mode) {
+            let (lock, changed) = &*self.held;
+            let mut held = lock.lock().expect("gate poisoned");
+            while *held {
+                held = changed.wait(held).expect("gate poisoned");
+            }
+        }
+        StdFs.open(path, mode)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdFs.create_dir_all(path)
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        StdFs.read_dir(path)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        StdFs.exists(path)
+    }
+    fn is_dir(&self, path: &Path) -> io::Result<bool> {
+        StdFs.is_dir(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        StdFs.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdFs.remove_dir_all(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdFs.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        StdFs.sync_dir(path)
     }
 }
 

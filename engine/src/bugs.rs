@@ -1,7 +1,22 @@
 //! Seeded bugs: deliberate breakages of one rule each, switched on at run time by the
-//! verification tiers to show that every checker can fail (STYLE rule 2). They exist only in test
-//! builds (`cfg(test)`, the `seeded-bugs` feature, or a checker cfg); in a normal build
-//! [`active`] is a constant `false` and every guarded branch compiles away.
+//! verification tiers to show that every checker can fail (STYLE rule 2).
+//!
+//! The switch exists only in test and checker builds: `cfg(test)` (the engine's unit tests),
+//! `--cfg deltasnap_testing` (the verification tiers and the kill matrix: `cargo xtask verify`,
+//! or `RUSTFLAGS="--cfg deltasnap_testing"`), `--cfg deltasnap_loom` and `--cfg deltasnap_shuttle`.
+//! It is a compiler flag and not a Cargo feature on purpose: a feature that any crate of the
+//! workspace enables is on for every crate of a `cargo build`, the shipped binaries included
+//! (feature unification); a `--cfg` is on only in the builds that pass it.
+//!
+//! In any other build [`active`] is a `const fn` returning `false`, so every guarded branch
+//! `if bugs::active(Bug::X) { … }` is dead code that the compiler removes, and no bug can be
+//! switched on. The catalogue below ([`Bug`], [`Bug::ALL`], [`Bug::name`]) is always compiled:
+//! the guarded call sites name the variants, and `cargo xtask killmatrix` (a plain build) lists
+//! the bugs from it; nothing in the engine calls [`Bug::name`], so no shipped binary links the
+//! names (`cargo xtask verify`, step "shipped build holds no test machinery", checks it).
+//!
+//! Switching a bug on, counting a tier's iterations and printing a kill-matrix cell are the
+//! verification crate's (`deltasnap_verification::kill`).
 
 /// The engine-side seeded bugs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,6 +96,7 @@ pub enum Bug {
 }
 
 impl Bug {
+    /// Every seeded bug, in the order of their numbers.
     pub const ALL: [Bug; 24] = [
         Bug::SkipRegistrationRecheck,
         Bug::DrainDoesNotWait,
@@ -108,6 +124,7 @@ impl Bug {
         Bug::NoStoreLock,
     ];
 
+    /// The bug's name in the kill matrix and in `DELTASNAP_KILL_BUG`.
     pub fn name(self) -> &'static str {
         match self {
             Bug::SkipRegistrationRecheck => "skip-registration-recheck",
@@ -138,7 +155,7 @@ impl Bug {
     }
 }
 
-#[cfg(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle))]
+#[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
 mod switch {
     #![allow(clippy::disallowed_types)]
     // A plain std atomic, not the facade's: this is test configuration set before a run, not
@@ -147,6 +164,7 @@ mod switch {
 
     static ACTIVE: AtomicU64 = AtomicU64::new(0);
 
+    /// Whether `bug` is switched on.
     pub fn active(bug: super::Bug) -> bool {
         ACTIVE.load(Ordering::Relaxed) & (1 << bug as u8) != 0
     }
@@ -159,32 +177,15 @@ mod switch {
             ACTIVE.fetch_and(!(1 << bug as u8), Ordering::SeqCst);
         }
     }
-
-    /// Executions of a checked body so far (see [`super::kill`]).
-    static ITERATIONS: AtomicU64 = AtomicU64::new(0);
-
-    pub fn count_iteration() -> u64 {
-        ITERATIONS.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    pub fn iterations() -> u64 {
-        ITERATIONS.load(Ordering::SeqCst)
-    }
-
-    pub fn reset_iterations() {
-        ITERATIONS.store(0, Ordering::SeqCst);
-    }
 }
 
-#[cfg(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle))]
+#[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
 pub use switch::{active, set};
 
-#[cfg(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle))]
-pub mod kill;
-
-/// Normal builds: no bug is ever active.
-#[cfg(not(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle)))]
+/// Builds without `cfg(test)`, `deltasnap_testing` or a checker cfg: no bug is ever active, and
+/// a guarded branch is dead code.
+#[cfg(not(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle)))]
 #[inline(always)]
-pub fn active(_bug: Bug) -> bool {
+pub const fn active(_bug: Bug) -> bool {
     false
 }

@@ -96,8 +96,8 @@ fn apply(state: &mut StoreState, op: &Op) {
 }
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    #[cfg(feature = "seeded-bugs")]
-    deltasnap::bugs::kill::iteration();
+    #[cfg(deltasnap_testing)]
+    deltasnap_verification::kill::iteration();
     let sim = SimFs::new();
     let vfs: Arc<dyn deltasnap::vfs::Vfs> = Arc::new(sim.clone());
     let dir = std::path::Path::new("/store");
@@ -214,12 +214,12 @@ fn engine_conforms_to_the_reference_across_crashes() {
     check(proptest_config(48));
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`; needs the `seeded-bugs` feature): run alone,
+/// Kill mode (see `deltasnap_verification::kill`; needs `--cfg deltasnap_testing`): run alone,
 /// `--exact kill_matrix`. No shrinking: the cell ends at the first failing case.
-#[cfg(feature = "seeded-bugs")]
+#[cfg(deltasnap_testing)]
 #[test]
 fn kill_matrix() {
-    use deltasnap::bugs::kill;
+    use deltasnap_verification::kill;
     let mut config = proptest_config(48);
     config.max_shrink_iters = 0;
     kill::run_requested("proptest", || check(config));

@@ -10,8 +10,8 @@
 mod common;
 
 use common::*;
-use deltasnap::bugs::kill;
 use deltasnap::sync::{thread, Arc};
+use deltasnap_verification::kill;
 
 const THREADS: usize = 3;
 const ROUNDS: usize = 2;
@@ -96,7 +96,7 @@ fn group_commit_writing_behind_pct_schedules() {
     shuttle::check_pct(scenario_writing_behind, 300, 3);
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`, with the
+/// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`, with the
 /// schedule budgets of the snapshot suite (`DELTASNAP_SHUTTLE_RANDOM`, `DELTASNAP_SHUTTLE_PCT`).
 #[test]
 fn kill_matrix() {

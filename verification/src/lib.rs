@@ -4,16 +4,22 @@
 //! - loom (`RUSTFLAGS="--cfg deltasnap_loom"`, release, its own target directory):
 //!   `tests/loom_*.rs`, exhaustive over small scenarios of the concurrency primitives;
 //! - shuttle (`RUSTFLAGS="--cfg deltasnap_shuttle"`): `tests/shuttle_*.rs`;
-//! - crash simulation on `SimFs` (normal build): a power cut at every I/O operation of a checkpoint
+//! - crash simulation on `SimFs` (`RUSTFLAGS="--cfg deltasnap_testing"`): a power cut at every I/O operation of a checkpoint
 //!   or a snapshot (`tests/*crash_points*.rs`), and EIO and ENOSPC at every one of them
 //!   (`tests/fault_matrix_*.rs`); the snapshot's failure sites one by one
 //!   (`tests/snapshot_failure_*.rs`).
 //!
-//! `cargo xtask verify` runs each in the right configuration. Under a normal build the loom and
-//! shuttle files compile to nothing.
+//! `cargo xtask verify` runs each in the right configuration (the std tiers in `target-testing`,
+//! so that a plain build's cache stays valid). Every test file is gated on its cfg: in a build
+//! without one (a plain `cargo test --workspace`) they compile to nothing, and the only test of
+//! this crate is `tests/needs_cfg.rs`, whose name says how to run the tiers. The seeded-bug
+//! switch, trace recording and the copier's gate exist in the engine only under these cfgs,
+//! never in a build that ships (`deltasnap::bugs`).
 //!
 //! Every test binary of a tier has a `kill_matrix` test for `cargo xtask killmatrix`. Its helper
-//! is `deltasnap::bugs::kill`, in the engine crate next to the seeded-bug switches rather than
-//! here, because two tiers live in `engine/tests/` (the proptest conformance test and the group
-//! commit under shuttle), and those cannot depend on this crate. Its module doc says how to wire a
-//! new test binary in.
+//! is `kill` (only under the cfgs); the two tiers that live in `engine/tests/` (the proptest
+//! conformance test and the group commit under shuttle) reach it through the engine's
+//! dev-dependency on this crate. Its module doc says how to wire a new test binary in.
+
+#[cfg(any(deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
+pub mod kill;

@@ -2,15 +2,16 @@
 //! purge), each followed by a seeded crash and recovery: if the checkpoint's durability order
 //! were wrong (C2, C3), a synced write would be lost or the store would not reopen (R1).
 //! Seeded bugs that break the order are shown to be caught.
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use deltasnap::bugs::{self, kill, Bug};
+use deltasnap::bugs::{self, Bug};
 use deltasnap::vfs::{FaultPlan, SimFs, Vfs};
 use deltasnap::{Config, Engine, PageId, PartitionId};
+use deltasnap_verification::kill;
 
 const PAGE_SIZE: u32 = 512;
 const PAGES: u32 = 12;
@@ -129,7 +130,7 @@ fn crash_at_every_operation_of_a_checkpoint_loses_nothing_synced() {
     }
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
+/// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`.
 #[test]
 fn kill_matrix() {
     kill::run_requested("crash", || {

@@ -5,15 +5,16 @@
 //! never named), a record whose sync returned would be lost, the recovered log would not be a
 //! prefix of what was appended, or the log would not reopen (R1). The seeded bug of a sync that
 //! only fsyncs the active segment is shown to be caught.
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 use std::path::Path;
 use std::sync::Arc;
 
-use deltasnap::bugs::{self, kill, Bug};
+use deltasnap::bugs::{self, Bug};
 use deltasnap::vfs::{FaultPlan, SimFs, Vfs};
 use deltasnap::wal::{Record, Wal, WalConfig};
 use deltasnap::{Lsn, PageId, PartitionId};
+use deltasnap_verification::kill;
 
 /// Each crash point is tried with these seeds (which unsynced writes a crash drops, keeps or tears);
 /// with three, a sync that named a segment before fsyncing its header went unnoticed.
@@ -189,7 +190,7 @@ fn crash_at_every_operation_of_rolls_and_syncs_loses_nothing_synced() {
     eprintln!("seeded bug sync-skips-rolled-segments caught: {violation}");
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
+/// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`.
 #[test]
 fn kill_matrix() {
     kill::run_requested("crash", || {

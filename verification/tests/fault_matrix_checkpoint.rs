@@ -8,7 +8,7 @@
 //!
 //! Replay one point with `DELTASNAP_FAULT_POINT=<operation>:<eio|enospc>` (operation counted
 //! from the start of the checkpoint).
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 
@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deltasnap::bugs::{self, kill, Bug};
+use deltasnap::bugs::{self, Bug};
 use deltasnap::vfs::{FaultError, FaultKind, SimFs};
 use deltasnap::{Config, Engine, Error, PartitionId};
+use deltasnap_verification::kill;
 use support::fault_fs::{FaultFs, Op};
 use support::matrix::{
     bounded, errno_text, error_name, replay_point, Tally, Then, CRASH_SEEDS, ERRORS,
@@ -376,7 +377,7 @@ fn every_io_error_in_a_checkpoint_loses_nothing_synced() {
     }
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
+/// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`.
 #[test]
 fn kill_matrix() {
     kill::run_requested("crash", || {

@@ -8,7 +8,7 @@
 //!
 //! Replay one point with `DELTASNAP_FAULT_POINT=<operation>:<eio|enospc>` (operation counted
 //! from the snapshot request).
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 
@@ -16,9 +16,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deltasnap::bugs::{self, kill, Bug};
+use deltasnap::bugs::{self, Bug};
 use deltasnap::vfs::{FaultError, SimFs, Vfs};
 use deltasnap::{Engine, Error, JobKind, JobStage, Manifest, PageId, SnapshotOptions};
+use deltasnap_verification::kill;
 use support::fault_fs::{FaultFs, Op};
 use support::matrix::{
     bounded, errno_text, error_name, replay_point, Tally, Then, CRASH_SEEDS, ERRORS,
@@ -516,7 +517,7 @@ fn every_io_error_in_a_snapshot_publishes_a_whole_snapshot_or_fails_cleanly() {
     }
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
+/// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`.
 #[test]
 fn kill_matrix() {
     kill::run_requested("crash", || {

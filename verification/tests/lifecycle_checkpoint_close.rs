@@ -5,6 +5,7 @@
 //!
 //! The check also runs with the seeded bug `checkpointer-ignores-pending-on-shutdown` on and
 //! must fail then.
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod lifecycle_core_support;
 

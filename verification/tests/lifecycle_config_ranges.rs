@@ -4,6 +4,7 @@
 //! interval made the checkpointer spin.
 //!
 //! The table also runs with the seeded bug `config-unchecked` on and must fail then.
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod lifecycle_core_support;
 

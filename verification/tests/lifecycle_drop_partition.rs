@@ -5,6 +5,7 @@
 //! `NoSuchPartition` instead of returning `Ok` for data the drop discarded.
 //!
 //! Each check also runs with the seeded bug `drop-leaks-dirty-bytes` on and must fail then.
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod lifecycle_core_support;
 

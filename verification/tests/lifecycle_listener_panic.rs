@@ -4,6 +4,7 @@
 //! with checkpoints on the caller's thread; `close()` must return after it.
 //!
 //! The checks also run with the seeded bug `listener-panic-not-poisoned` on and must each fail.
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod lifecycle_core_support;
 

@@ -4,7 +4,7 @@
 //! writing a control file whose replay start A purged; A crashes) leaves a store that no longer
 //! opens ("redo log missing"). The lock refuses B in this process and in another one, names the
 //! holder's pid, and dies with the holder (close, drop, `kill -9`).
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

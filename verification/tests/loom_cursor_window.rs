@@ -8,8 +8,9 @@
 #[path = "support/loom_partition.rs"]
 mod partition;
 
-use deltasnap::bugs::{self, kill, Bug};
+use deltasnap::bugs::{self, Bug};
 use deltasnap::DeltaPolicy;
+use deltasnap_verification::kill;
 use partition::{Scenario, Seen};
 
 /// Three pages on disk, copied two at a time (chunks `[0, 2)` and `[2, 3)`). `S` writes pages 1
@@ -84,7 +85,7 @@ fn cursor_decision_not_atomic_is_harmless_under_the_full_policy() {
     coverage.assert_saw(&[Seen::AnnounceBetweenDecisionAndWrite]);
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`. The safety checks of
+/// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`. The safety checks of
 /// the tests above under both policies (not their coverage checks, which only show the scenario
 /// still exercises the race).
 #[test]

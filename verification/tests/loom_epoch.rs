@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
-use deltasnap::bugs::{self, kill, Bug};
+use deltasnap::bugs::{self, Bug};
 use deltasnap::epoch::Epochs;
 use deltasnap::{PageId, PartitionId};
+use deltasnap_verification::kill;
 use loom::sync::atomic::{AtomicU64, Ordering};
 
 fn model(f: impl Fn() + Send + Sync + 'static) {
@@ -118,7 +119,7 @@ fn k1_causally_later_writes_never_get_an_older_epoch() {
     model(causally_later_writes);
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
+/// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`.
 #[test]
 fn kill_matrix() {
     kill::run_requested("loom", || {

@@ -7,11 +7,12 @@
 
 use std::path::Path;
 
-use deltasnap::bugs::{self, kill, Bug};
+use deltasnap::bugs::{self, Bug};
 use deltasnap::sync::Arc;
 use deltasnap::vfs::{SimFs, Vfs};
 use deltasnap::wal::{Record, Wal, WalConfig};
 use deltasnap::PartitionId;
+use deltasnap_verification::kill;
 
 const SEGMENT: &str = "/wal/00000000000000000000.log";
 /// format.md §3: the segment header before the first record.
@@ -226,7 +227,7 @@ fn seeded_bug_sync_skipping_rolled_segments_is_caught() {
     model(two_appenders_sync_across_rolls);
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`. Every scenario.
+/// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`. Every scenario.
 #[test]
 fn kill_matrix() {
     kill::run_requested("loom", || {

@@ -132,7 +132,7 @@ fn model(name: &str, f: impl Fn() + Send + Sync + 'static) {
     let started = Instant::now();
     builder.check(move || {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        deltasnap::bugs::kill::iteration();
+        deltasnap_verification::kill::iteration();
         f();
     });
     eprintln!(
@@ -273,12 +273,12 @@ fn the_checks_catch_a_relaxed_publish_between_racing_publishers() {
     );
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`. `Published` itself
+/// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`. `Published` itself
 /// has no seeded bug (its controls are the relaxed `SlotCell`s above); the engine's bugs are run
 /// against its scenarios all the same.
 #[test]
 fn kill_matrix() {
-    deltasnap::bugs::kill::run_requested("loom", || {
+    deltasnap_verification::kill::run_requested("loom", || {
         model("Published publish/load, 2 readers", || {
             publish_then_load::<Published<Value>>(2)
         });

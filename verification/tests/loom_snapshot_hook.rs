@@ -7,8 +7,9 @@
 #[path = "support/loom_partition.rs"]
 mod partition;
 
-use deltasnap::bugs::{self, kill, Bug};
+use deltasnap::bugs::{self, Bug};
 use deltasnap::DeltaPolicy;
+use deltasnap_verification::kill;
 use partition::{Scenario, Seen};
 
 /// Two pages on disk, copied one per chunk, and a third allocated in `S`. `S` writes pages 0 and
@@ -78,7 +79,7 @@ fn seeded_bug_close_ignoring_the_hook_call_in_flight_is_caught_cursor_aware_poli
     close_races_a_capture(DeltaPolicy::CursorAware).check();
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`. The safety checks of
+/// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`. The safety checks of
 /// the tests above under both policies (not their coverage checks, which only show the scenario
 /// still exercises the race).
 #[test]

@@ -18,13 +18,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use deltasnap::bugs::{self, kill, Bug};
+use deltasnap::bugs::{self, Bug};
 use deltasnap::snapshot::protocol::Capture;
 use deltasnap::snapshot::trace::{self, Event};
 use deltasnap::sync::{thread, Arc, Mutex};
 use deltasnap::vfs::{SimFs, Vfs};
 use deltasnap::{Config, DeltaPolicy, Engine, PageId, PartitionId, SnapshotOptions, WriteReceipt};
 use deltasnap_models::snapshot_trace::{self, Mismatch};
+use deltasnap_verification::kill;
 use shuttle::scheduler::{PctScheduler, RandomScheduler};
 use shuttle::{FailurePersistence, Runner};
 
@@ -352,7 +353,7 @@ fn conformance_only(bug: Bug, iterations: usize) {
     Runner::new(RandomScheduler::new(iterations), shuttle_config()).run(run);
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`. Both policies with
+/// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`. Both policies with
 /// each scheduler, with every check (S1 and trace conformance), at the budgets of the normal run.
 #[test]
 fn kill_matrix() {

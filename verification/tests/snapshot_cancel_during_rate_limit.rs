@@ -2,7 +2,7 @@
 //! `bytes / rate` seconds after a chunk, and a cancel during that sleep must end the snapshot at
 //! once (`wait` returns `Error::Cancelled`, hooks closed, temporary directory gone) rather than
 //! after the sleep, a minute or more at low rates.
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 
@@ -10,10 +10,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deltasnap::bugs::{kill, Bug};
+use deltasnap::bugs::Bug;
 use deltasnap::snapshot::RATE_LIMIT_BYTES_PER_SEC_MIN;
 use deltasnap::vfs::{SimFs, Vfs};
 use deltasnap::{Engine, Error, SnapshotOptions};
+use deltasnap_verification::kill;
 use support::{config, store_dir, tmp_dir, wait_until, History, ROOT, SNAPSHOT_NAME};
 
 const PAGE_SIZE: u32 = 4096;

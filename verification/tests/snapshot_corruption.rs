@@ -3,7 +3,7 @@
 //! `verify_snapshot` naming the file and page, and refused by `restore` without leaving a store
 //! behind; a good one restores to exactly its cut. If verify missed one of these, `restore` would
 //! build a store from bad bytes (or from a file outside the snapshot) that `Engine::open` accepts.
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 

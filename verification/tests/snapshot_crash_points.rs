@@ -6,16 +6,16 @@
 //! disturbed the checkpoint's durability, a synced write would be lost (R1).
 //!
 //! Replay one point with `DELTASNAP_CRASH_POINT=<operation index>:<seed>`.
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use deltasnap::bugs::kill;
 use deltasnap::vfs::{FaultPlan, SimFs, Vfs};
 use deltasnap::{Engine, JobKind, PageId};
+use deltasnap_verification::kill;
 use support::fault_fs::FaultFs;
 use support::{
     config, final_dir, marker, store_dir, target_dir, tmp_dir, wait_until, History, State, ROOT,
@@ -277,7 +277,7 @@ fn sweep(tally: &mut Tally) -> Result<std::ops::Range<u64>, String> {
     Ok(ops)
 }
 
-/// Kill mode (see `deltasnap::bugs::kill`): run alone, `--exact kill_matrix`.
+/// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`.
 #[test]
 fn kill_matrix() {
     kill::run_requested("crash", || {

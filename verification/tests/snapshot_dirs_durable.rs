@@ -2,16 +2,17 @@
 //! snapshot's target directory (and its missing parents) or the restored store's directory (and
 //! its missing parents) would be lost at a power cut (`SimFs` rule 3), taking a published
 //! snapshot or a restored store with it although `wait` or `restore` returned `Ok`.
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use deltasnap::bugs::{kill, Bug};
+use deltasnap::bugs::Bug;
 use deltasnap::vfs::{SimFs, Vfs};
 use deltasnap::{Engine, SnapshotOptions};
+use deltasnap_verification::kill;
 use support::{config, History, State, ROOT};
 
 const PAGE_SIZE: u32 = 1024;

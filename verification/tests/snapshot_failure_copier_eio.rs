@@ -2,7 +2,7 @@
 //! must fail the snapshot with the cause and clean up; if the copier's error were swallowed, a
 //! snapshot with a hole would publish (or the task would hang); if it escaped, writers and
 //! checkpoints would be hurt.
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 

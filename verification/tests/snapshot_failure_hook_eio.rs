@@ -2,7 +2,7 @@
 //! fail the snapshot (naming the cause) and nothing else: if the hook's error reached the
 //! checkpoint, the engine would be poisoned; if the task did not clean up, a temporary directory,
 //! a marker or the one-snapshot slot would be left behind.
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 

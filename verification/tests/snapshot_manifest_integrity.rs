@@ -3,7 +3,7 @@
 //! matches but whose numbers are out of range (a `cut_epoch` of `u64::MAX` overflowed at the
 //! restored store's open) must be refused by its range checks, a version-1 manifest (no crc) is
 //! refused by name; and the largest values in range must restore to a store that opens and works.
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 
@@ -11,9 +11,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use deltasnap::bugs::{kill, Bug};
+use deltasnap::bugs::Bug;
 use deltasnap::snapshot::manifest::{CUT_EPOCH_MAX, CUT_LSN_MAX};
 use deltasnap::{Engine, Error, Manifest, PageId, SnapshotOptions};
+use deltasnap_verification::kill;
 use serde_json::Value;
 use support::{config, History};
 

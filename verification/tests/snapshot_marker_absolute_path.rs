@@ -3,7 +3,7 @@
 //! working directory, would look for the temporary directory in the wrong place, drop the marker
 //! and leak the directory. (Real file system; this binary's only test changes the working
 //! directory of the process.)
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 

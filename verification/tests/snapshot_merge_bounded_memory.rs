@@ -2,17 +2,18 @@
 //! memory at once: under `DeltaPolicy::Full` a delta can approach the partition's size, so a merge
 //! that loads it whole can exhaust memory. A delta several times the bound must merge with a
 //! peak buffer within the bound, and the snapshot must still be exactly its cut (S1).
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use deltasnap::bugs::{kill, Bug};
+use deltasnap::bugs::Bug;
 use deltasnap::snapshot::MERGE_BUFFER_BYTES_MAX;
 use deltasnap::vfs::{SimFs, Vfs};
 use deltasnap::{DeltaPolicy, Engine, SnapshotOptions};
+use deltasnap_verification::kill;
 use support::{config, store_dir, wait_until, History, State, ROOT};
 
 const PAGE_SIZE: u32 = 4096;

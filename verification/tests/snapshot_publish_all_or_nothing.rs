@@ -4,14 +4,15 @@
 //! name back failing, and with a fault at every operation the snapshot thread makes in the
 //! target: `Ok` means a snapshot that verifies (also after a power cut), `Err` means no final
 //! name (also after a power cut).
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 
 use std::sync::{Arc, Mutex};
 
-use deltasnap::bugs::{kill, Bug};
+use deltasnap::bugs::Bug;
 use deltasnap::vfs::{FaultError, FaultKind, Vfs};
+use deltasnap_verification::kill;
 use support::fault_fs::Op;
 use support::{final_dir, target_dir, Fixture, SNAPSHOT_NAME, SNAPSHOT_THREAD};
 

@@ -4,7 +4,7 @@
 //! SimFs and on the real file system. If copy + delta missed a page, or captured a post-cut image,
 //! the restored snapshot would differ from the reference built from the write receipts with
 //! `epoch <= cut_epoch` (S1). Seeded bugs show the check has teeth.
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 use std::collections::BTreeMap;
 use std::path::Path;

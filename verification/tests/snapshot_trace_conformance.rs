@@ -3,7 +3,7 @@
 //! delta policies. If the engine's hook, copier or merge stepped the protocol in an order the
 //! model does not allow, captured or copied an image the model would not, or merged a different
 //! delta, the check would reject the trace; the seeded bugs below show it does.
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 

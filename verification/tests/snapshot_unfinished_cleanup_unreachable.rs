@@ -2,16 +2,17 @@
 //! unreachable, say) stops `Engine::open` of the store: the cleanup of a directory outside the
 //! store must be logged, listed in `RecoveryReport::unfinished_snapshot_cleanups_failed`, and
 //! retried by the next open (its marker kept), never fail the open.
-#![cfg(not(any(deltasnap_loom, deltasnap_shuttle)))]
+#![cfg(all(deltasnap_testing, not(any(deltasnap_loom, deltasnap_shuttle))))]
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use deltasnap::bugs::{kill, Bug};
+use deltasnap::bugs::Bug;
 use deltasnap::vfs::{FaultError, FaultKind, OpenMode, SimFs, Vfs};
 use deltasnap::Engine;
+use deltasnap_verification::kill;
 use support::fault_fs::FaultFs;
 use support::{config, store_dir, History};
 

@@ -2,13 +2,13 @@
 //! iterations each tier needs to catch it (issue 5). Not part of `verify`: it runs each tier once
 //! per bug.
 //!
-//! 1. Builds each tier once: the std suites (proptest conformance, crash points, fault matrices),
-//!    loom and shuttle each in their own target directory (as `verify` does), and the models
-//!    binary.
+//! 1. Builds each tier once: the std suites (proptest conformance, crash points, fault matrices;
+//!    `--cfg deltasnap_testing`, which compiles the seeded-bug switch in), loom and shuttle, each
+//!    in its own target directory (as `verify` does), and the models binary.
 //! 2. For every engine bug (`deltasnap::bugs::Bug::ALL`) and every test binary of a tier, runs
 //!    the binary's `kill_matrix` test with `DELTASNAP_KILL_BUG=<bug>` (one process per cell, the
 //!    switch is process-wide) and reads its `KILLMATRIX tier=… bug=… caught_at=…|not-caught
-//!    iterations=…` lines (see `deltasnap::bugs::kill`). A binary of a tier without a
+//!    iterations=…` lines (see `deltasnap_verification::kill`). A binary of a tier without a
 //!    `kill_matrix` test prints nothing and is reported once.
 //! 3. For the model tier, runs `deltasnap-models check MODEL --bug BUG` for the engine bugs that
 //!    have a model counterpart ([`MODEL_COUNTERPARTS`]) and for every model-only bug.
@@ -94,7 +94,10 @@ impl Mode {
     fn env(self, root: &Path) -> Vec<(&'static str, String)> {
         let target = |mode: &str| root.join(format!("target-{mode}")).display().to_string();
         match self {
-            Mode::Std => vec![],
+            Mode::Std => vec![
+                ("RUSTFLAGS", "--cfg deltasnap_testing".to_string()),
+                ("CARGO_TARGET_DIR", target("testing")),
+            ],
             Mode::Loom => vec![
                 ("RUSTFLAGS", "--cfg deltasnap_loom".to_string()),
                 ("CARGO_TARGET_DIR", target("loom")),
@@ -608,7 +611,7 @@ pub fn killmatrix(root: &Path, quick: bool) -> ExitCode {
     println!("\nTime per test binary, all cells: {}", times.join(", "));
     if !without_kill_mode.is_empty() {
         println!(
-            "\nTest binaries without a `kill_matrix` test (see deltasnap::bugs::kill to wire them in): {}",
+            "\nTest binaries without a `kill_matrix` test (see deltasnap_verification::kill to wire them in): {}",
             without_kill_mode.join(", ")
         );
     }

@@ -5,9 +5,13 @@
 //!
 //! `cargo xtask layout`: no import cycle between files, no overlong file or function ([`layout`]).
 //!
-//! Each checker mode (std, loom, shuttle) builds into its own target directory: changing
+//! Each checker mode (testing, loom, shuttle) builds into its own target directory: changing
 //! `RUSTFLAGS` invalidates the whole build cache, so sharing one directory would rebuild
-//! everything at every switch.
+//! everything at every switch. The std tiers (clippy and the tests, sharing `target-testing`)
+//! build with `--cfg deltasnap_testing`, which compiles the seeded-bug switch, trace recording and
+//! the copier's gate into the engine (`deltasnap::bugs`); `target/` keeps the plain build a
+//! developer's `cargo build` makes, and the step "shipped build holds no test machinery" checks
+//! that build.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -91,6 +95,12 @@ fn cargo(args: &[&str]) -> Vec<String> {
 
 fn steps(depth: Depth, root: &Path) -> Vec<Step> {
     let target = |mode: &str| root.join(format!("target-{mode}")).display().to_string();
+    let testing = || {
+        vec![
+            ("RUSTFLAGS", "--cfg deltasnap_testing".to_string()),
+            ("CARGO_TARGET_DIR", target("testing")),
+        ]
+    };
     let steps = vec![
         Step {
             name: "format",
@@ -109,13 +119,13 @@ fn steps(depth: Depth, root: &Path) -> Vec<Step> {
                 "-D",
                 "warnings",
             ]),
-            env: vec![],
+            env: testing(),
         },
         Step {
             name: "tests (unit, integration, proptest conformance, crash simulation, doc)",
             program: "cargo",
             args: cargo(&["test", "--workspace", "--release"]),
-            env: vec![(
+            env: [testing(), vec![(
                 "PROPTEST_CASES",
                 match depth {
                     Depth::Quick => "16",
@@ -123,7 +133,8 @@ fn steps(depth: Depth, root: &Path) -> Vec<Step> {
                     Depth::Deep => "1024",
                 }
                 .to_string(),
-            )],
+            )]]
+            .concat(),
         },
         Step {
             name: "stateright models at default bounds (every model; seeded bugs are in the tests)",
@@ -134,6 +145,13 @@ fn steps(depth: Depth, root: &Path) -> Vec<Step> {
                  cargo run --quiet --release -p deltasnap-models -- check \"$model\"; done"
                     .to_string(),
             ],
+            env: vec![],
+        },
+        Step {
+            // After the models step, whose plain release build of the engine this reuses.
+            name: "shipped build holds no test machinery (plain release build: no seeded-bug name in the binary, switch constant off)",
+            program: "sh",
+            args: vec!["-c".to_string(), shipped_check()],
             env: vec![],
         },
         Step {
@@ -213,6 +231,28 @@ fn steps(depth: Depth, root: &Path) -> Vec<Step> {
         // },
     ];
     steps
+}
+
+/// The shell script of the step "shipped build holds no test machinery": a plain
+/// `cargo build --release` of the `deltasnap` binary (no `--cfg deltasnap_testing`, so the
+/// engine's seeded-bug switch and trace recorder are not compiled) must not hold the name of any
+/// seeded bug (what `strings target/release/deltasnap | grep -e <name> …` would find), and the
+/// plain build's compile-time check that the switch and the recorder are constant `false`
+/// (`verification/tests/plain_build.rs`) must build and pass.
+fn shipped_check() -> String {
+    let patterns: Vec<String> = deltasnap::bugs::Bug::ALL
+        .iter()
+        .map(|bug| format!("-e {}", bug.name()))
+        .collect();
+    format!(
+        "set -e; cargo build --release -p deltasnap-cli; \
+         cargo test --release -p deltasnap-verification --test plain_build; \
+         if grep -a -o -F {} target/release/deltasnap | sort | uniq -c | grep .; then \
+         echo 'target/release/deltasnap holds the seeded-bug names above: test machinery in a shipped build'; exit 1; fi; \
+         echo 'target/release/deltasnap holds none of the {} seeded-bug names'",
+        patterns.join(" "),
+        patterns.len()
+    )
 }
 
 /// STYLE rule 1: engine code reaches locks and atomics only through `crate::sync`, so that loom

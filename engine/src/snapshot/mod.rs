@@ -32,8 +32,10 @@ pub(crate) mod task;
 pub mod trace;
 pub mod verify;
 
+#[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
+pub use task::CopyGate;
 pub use task::{
-    CopyGate, SnapshotHandle, SnapshotOptions, SnapshotProgress, CHUNK_BYTES_MAX,
+    SnapshotHandle, SnapshotOptions, SnapshotProgress, CHUNK_BYTES_MAX,
     RATE_LIMIT_BYTES_PER_SEC_MIN,
 };
 

@@ -72,7 +72,9 @@ use crate::vfs::{OpenMode, Vfs, VfsFile};
 const MERGE_READ_BYTES: u64 = 1 << 20;
 
 /// Called by the copier before it announces each chunk, with the partition and the chunk's first
-/// page. Tests use it to hold the copier at a chosen point and force a race order (S5).
+/// page. Tests use it to hold the copier at a chosen point and force a race order (S5). A test
+/// hook: only in test and checker builds (see [`crate::bugs`]).
+#[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
 pub type CopyGate = Arc<dyn Fn(PartitionId, u32) + Send + Sync>;
 
 /// The largest [`SnapshotOptions::chunk_bytes`]: 1 GiB.
@@ -103,6 +105,7 @@ pub struct SnapshotOptions {
     pub chunk_bytes: u64,
     /// Test hook, see [`CopyGate`].
     #[doc(hidden)]
+    #[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
     pub copy_gate: Option<CopyGate>,
 }
 
@@ -147,6 +150,7 @@ impl SnapshotOptions {
             delta_policy: DeltaPolicy::Full,
             rate_limit_bytes_per_sec: None,
             chunk_bytes: 1 << 20,
+            #[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
             copy_gate: None,
         }
     }
@@ -925,6 +929,7 @@ impl Task {
         let mut copied_end = 0u32;
         while copied_end < copy_end {
             self.shared.check()?;
+            #[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
             if let Some(gate) = &self.options.copy_gate {
                 gate(id, copied_end);
             }

@@ -29,9 +29,11 @@
 //!
 //! # Cost
 //!
-//! Recording exists only in test builds (`cfg(test)`, the `seeded-bugs` feature or a checker cfg,
-//! like [`crate::bugs`]) and is off until a test calls `start`. In a normal build [`enabled`] is
-//! a constant `false` and every recording call compiles away. When on, it costs a footer parse per
+//! Recording exists only in test builds (`cfg(test)`, `--cfg deltasnap_testing` or a checker cfg,
+//! like the switch of [`crate::bugs`]) and is off until a test calls `start`. In any other build
+//! the recorder (`start`, `take`, `exclusive`) does not exist, [`enabled`] is a `const fn`
+//! returning `false` and every recording call compiles away. The event types stay: they are the
+//! vocabulary the model's trace checker (`deltasnap-models`) reads. When on, it costs a footer parse per
 //! event, a read of the on-disk pages' footers at the cut, and a read-back of each copied chunk.
 
 use crate::checkpoint::CheckpointCut;
@@ -251,7 +253,7 @@ fn read_images(file: &dyn VfsFile, first: u32, end: u32, page_size: u32) -> Vec<
 
 // ---- the recorder ------------------------------------------------------------------------------
 
-#[cfg(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle))]
+#[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
 mod recorder {
     #![allow(clippy::disallowed_types)]
     // Plain std types, not the facade's: this is test instrumentation that the checkers should
@@ -299,23 +301,23 @@ mod recorder {
     }
 }
 
-#[cfg(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle))]
+#[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
 pub use recorder::{enabled, exclusive, start, take};
 
-/// Normal builds: nothing is ever recorded.
-#[cfg(not(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle)))]
+/// Builds without `cfg(test)`, `deltasnap_testing` or a checker cfg: nothing is ever recorded.
+#[cfg(not(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle)))]
 #[inline(always)]
-pub fn enabled() -> bool {
+pub const fn enabled() -> bool {
     false
 }
 
 /// Records the event `make` builds, if recording is on (it is built only then).
 #[inline(always)]
 fn record(make: impl FnOnce() -> Event) {
-    #[cfg(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle))]
+    #[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
     if recorder::enabled() {
         recorder::push(make());
     }
-    #[cfg(not(any(test, feature = "seeded-bugs", deltasnap_loom, deltasnap_shuttle)))]
+    #[cfg(not(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle)))]
     drop(make);
 }

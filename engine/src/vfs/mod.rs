@@ -8,6 +8,12 @@
 //! - a directory entry (create, rename, remove) is durable only after [`Vfs::sync_dir`] of its
 //!   parent returned;
 //! - [`Vfs::rename`] is atomic: after a crash the target holds either the old or the new file.
+//!
+//! [`SimFs`] is public and in every build, unlike the engine's test machinery (seeded bugs, trace
+//! recording: `crate::bugs`): it is not a hook into the engine but an ordinary [`Vfs`] that an
+//! embedder can open a store on (`Engine::open_on`) to test their own application's crash safety
+//! on a simulated disk, with the same power cuts and injected faults the verification tiers use.
+//! Compiled in, it costs a store on [`StdFs`] nothing.
 
 use std::any::Any;
 use std::fmt;

@@ -287,7 +287,7 @@ impl Scenario {
         {
             let coverage = Arc::clone(&coverage);
             builder.check(move || {
-                deltasnap::bugs::kill::iteration();
+                deltasnap_verification::kill::iteration();
                 self.run(&coverage)
             });
         }

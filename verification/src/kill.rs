@@ -23,7 +23,7 @@
 //!    ```ignore
 //!    #[test]
 //!    fn kill_matrix() {
-//!        deltasnap::bugs::kill::run_requested("loom", || model(scenario));
+//!        deltasnap_verification::kill::run_requested("loom", || model(scenario));
 //!    }
 //!    ```
 //!    (several workloads: run them in one closure, one after the other; the first that panics
@@ -33,11 +33,24 @@
 //!    `xtask/src/killmatrix.rs`.
 //!
 //! The switch is process-wide: xtask runs one cell per process, `--exact kill_matrix`.
+//!
+//! The engine keeps only the switch (`deltasnap::bugs::set`, read by `deltasnap::bugs::active`);
+//! counting iterations, running a cell and printing its line are here, so that no engine build
+//! holds them. Like the switch, this module exists only under `--cfg deltasnap_testing` or a
+//! checker cfg.
+
+#![allow(clippy::disallowed_types)]
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
+// A plain std atomic, like the engine's switch: test bookkeeping, not synchronization the
+// checkers should explore (and loom atomics cannot live in a static).
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{set, switch, Bug};
+use deltasnap::bugs::{set, Bug};
+
+/// Executions of a checked body so far (see [`iteration`]).
+static ITERATIONS: AtomicU64 = AtomicU64::new(0);
 
 /// The environment variable naming the bug to switch on.
 pub const BUG_VAR: &str = "DELTASNAP_KILL_BUG";
@@ -63,7 +76,7 @@ pub fn requested() -> Option<Bug> {
 /// Counts one execution of a checked body; returns its number (from 1). Cheap, and called in
 /// normal runs too.
 pub fn iteration() -> u64 {
-    switch::count_iteration()
+    ITERATIONS.fetch_add(1, Ordering::SeqCst) + 1
 }
 
 /// The result of one cell.
@@ -131,9 +144,9 @@ pub fn assert_caught(tier: &str, bug: Bug, workload: impl FnOnce()) -> Cell {
 
 /// [`cell`] without the switch.
 fn measure(tier: &str, bug: &'static str, workload: impl FnOnce()) -> Cell {
-    switch::reset_iterations();
+    ITERATIONS.store(0, Ordering::SeqCst);
     let outcome = panic::catch_unwind(AssertUnwindSafe(workload));
-    let iterations = switch::iterations();
+    let iterations = ITERATIONS.load(Ordering::SeqCst);
     let reason = outcome.err().map(|payload| {
         let text = payload
             .downcast_ref::<&str>()
@@ -158,7 +171,7 @@ fn measure(tier: &str, bug: &'static str, workload: impl FnOnce()) -> Cell {
 mod tests {
     use super::*;
 
-    // The unit tests of the engine run in parallel: these never switch a bug on.
+    // Unit tests run in parallel: these never switch a bug on.
     #[test]
     fn a_panicking_workload_is_caught_at_its_iteration() {
         let cell = measure("unit", "some-bug", || {
