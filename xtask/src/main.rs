@@ -101,18 +101,30 @@ fn steps(depth: Depth, root: &Path) -> Vec<Step> {
             env: vec![],
         },
         Step {
-            name: "tests (unit, integration, proptest conformance, crash simulation, doc)",
+            name: "tests (unit, integration, proptest conformance, crash simulation, lifecycle simulation, doc)",
             program: "cargo",
             args: cargo(&["test", "--workspace", "--release"]),
-            env: vec![(
-                "PROPTEST_CASES",
-                match depth {
-                    Depth::Quick => "16",
-                    Depth::Normal => "64",
-                    Depth::Deep => "1024",
-                }
-                .to_string(),
-            )],
+            env: vec![
+                (
+                    "PROPTEST_CASES",
+                    match depth {
+                        Depth::Quick => "16",
+                        Depth::Normal => "64",
+                        Depth::Deep => "1024",
+                    }
+                    .to_string(),
+                ),
+                // Programs of the lifecycle simulation (`verification/tests/lifecycle_sim.rs`).
+                (
+                    "DELTASNAP_LIFECYCLE_SEEDS",
+                    match depth {
+                        Depth::Quick => "300",
+                        Depth::Normal => "2000",
+                        Depth::Deep => "30000",
+                    }
+                    .to_string(),
+                ),
+            ],
         },
         Step {
             name: "stateright models at default bounds (every model; seeded bugs are in the tests)",
