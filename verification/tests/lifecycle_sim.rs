@@ -71,6 +71,14 @@ const STORE: &str = "/t/store";
 /// 30 ms when no call hangs).
 const SEEDS_DEFAULT: u64 = 2000;
 const SNAPSHOTS_MAX: u64 = 8;
+/// The rate of a slow snapshot: the lowest the engine accepts (4 KiB/s), so that copying a
+/// partition of up to `PAGES_MAX` pages sleeps for up to 12 s.
+const SLOW_BYTES_PER_SEC: u64 = 4096;
+/// Pages per partition, at most.
+const PAGES_MAX: usize = 48;
+/// `wait` after `cancel` returns within this: it must not sleep out the rate limiter (which
+/// sleeps for seconds), and on `SimFs` what is left to do takes milliseconds.
+const CANCEL_WAIT_BOUND: Duration = Duration::from_secs(1);
 const RESTORES_MAX: u64 = 3;
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -259,8 +267,8 @@ enum Rate {
     Unlimited,
     /// Fast enough to finish within milliseconds.
     Fast,
-    /// A page per 32 seconds: the copier sleeps for half a minute or more after its first
-    /// chunk. Such a snapshot is always cancelled before it is waited for.
+    /// The lowest rate (`SLOW_BYTES_PER_SEC`) with chunks of 64 pages: the copier sleeps for
+    /// seconds after each partition. Such a snapshot is always cancelled before it is waited for.
     Slow,
 }
 
@@ -351,7 +359,8 @@ struct RunningSnapshot {
     final_dir: PathBuf,
     handle: Arc<SnapshotHandle>,
     slow: bool,
-    cancelled: bool,
+    /// When a thread asked to cancel it.
+    cancelled: Option<Instant>,
     requested: u64,
 }
 
@@ -702,7 +711,7 @@ impl Worker {
         let Some(id) = self.pick_partition(partition) else {
             return Ok(());
         };
-        if self.model.partitions[&id].pages.len() >= 12 {
+        if self.model.partitions[&id].pages.len() >= PAGES_MAX {
             return Ok(());
         }
         let start = self.tick();
@@ -885,7 +894,9 @@ impl Worker {
             return None;
         }
         let index = (which % snapshots.len() as u64) as usize;
-        snapshots[index].cancelled |= cancel;
+        if cancel {
+            snapshots[index].cancelled.get_or_insert_with(Instant::now);
+        }
         Some(Arc::clone(&snapshots[index].handle))
     }
 
@@ -914,7 +925,7 @@ impl Worker {
             Rate::Fast => options.rate_limit_bytes_per_sec = Some(256 << 20),
             Rate::Slow => {
                 options.chunk_bytes = 64 * page_size;
-                options.rate_limit_bytes_per_sec = Some(page_size / 32);
+                options.rate_limit_bytes_per_sec = Some(SLOW_BYTES_PER_SEC);
             }
         }
         let final_dir = options.target_dir.join(&name);
@@ -934,7 +945,7 @@ impl Worker {
                     final_dir,
                     handle: Arc::new(handle),
                     slow: rate == Rate::Slow,
-                    cancelled: false,
+                    cancelled: None,
                     requested,
                 });
                 Ok(())
@@ -1057,13 +1068,13 @@ impl Worker {
 /// is bounded); records a published one. A failed snapshot must leave nothing under its name.
 fn wait_snapshot(shared: &Shared, slot: &Slot, mut taken: RunningSnapshot) -> Outcome {
     let watch = &shared.watch;
-    if taken.slow && !taken.cancelled {
+    if taken.slow && taken.cancelled.is_none() {
+        taken.cancelled = Some(Instant::now());
         watch.call(
             slot,
             &format!("cancel slow snapshot {}", taken.name),
             || taken.handle.cancel(),
         )?;
-        taken.cancelled = true;
     }
     // Other threads hold the handle only for the length of a cancel or progress call.
     let handle = watch.call(
@@ -1083,7 +1094,7 @@ fn wait_snapshot(shared: &Shared, slot: &Slot, mut taken: RunningSnapshot) -> Ou
     let what = format!(
         "SnapshotHandle::wait {}{}",
         taken.name,
-        if taken.cancelled {
+        if taken.cancelled.is_some() {
             " (after cancel)"
         } else {
             ""
@@ -1091,6 +1102,15 @@ fn wait_snapshot(shared: &Shared, slot: &Slot, mut taken: RunningSnapshot) -> Ou
     );
     let result = watch.call(slot, &what, || handle.wait())?;
     let published = shared.clock.tick();
+    if let Some(cancelled) = taken.cancelled {
+        let waited = cancelled.elapsed();
+        if waited > CANCEL_WAIT_BOUND {
+            return Err(format!(
+                "{what} returned {:.1} s after cancel(), more than {CANCEL_WAIT_BOUND:?}",
+                waited.as_secs_f64()
+            ));
+        }
+    }
     match result {
         Ok(manifest) => {
             shared
@@ -1283,6 +1303,8 @@ impl Controller {
     /// One phase, up to how it ends.
     fn phase(&mut self, engine: &Arc<Engine>) -> Result<PhaseEnd, String> {
         let shared = Arc::clone(&self.shared);
+        // A listener's panic in an earlier phase's close poisoned that engine, not this one.
+        let listener_panics = watchdog::deliberate_panics();
         if self.rng.chance(1, 6) {
             self.second_open()?;
         }
@@ -1356,7 +1378,7 @@ impl Controller {
             return Err(failure);
         }
         self.finish_snapshots()?;
-        self.check_engine_threads(engine)?;
+        self.check_engine_threads(engine, listener_panics)?;
         let open = !matches!(end, PhaseEnd::CloseUnderLoad | PhaseEnd::CrashUnderLoad);
         if open && engine.poisoned().is_none() && !shared.power_cut() && self.rng.chance(1, 2) {
             let start = shared.clock.tick();
@@ -1401,11 +1423,11 @@ impl Controller {
         let running: Vec<RunningSnapshot> =
             std::mem::take(&mut *self.shared.snapshots.lock().unwrap());
         for mut snapshot in running {
-            if !snapshot.cancelled && self.rng.chance(1, 3) {
+            if snapshot.cancelled.is_none() && self.rng.chance(1, 3) {
+                snapshot.cancelled = Some(Instant::now());
                 self.call(&format!("cancel snapshot {}", snapshot.name), || {
                     snapshot.handle.cancel()
                 })?;
-                snapshot.cancelled = true;
             }
             wait_snapshot(&self.shared, &self.slot, snapshot)?;
         }
@@ -1413,7 +1435,7 @@ impl Controller {
     }
 
     /// No panic on any thread; a listener that panicked poisoned the engine.
-    fn check_engine_threads(&self, engine: &Engine) -> Outcome {
+    fn check_engine_threads(&self, engine: &Engine, listener_panics_before: u64) -> Outcome {
         let (panics, first) = watchdog::panics();
         if panics > 0 {
             return Err(format!(
@@ -1421,12 +1443,12 @@ impl Controller {
                 first.unwrap_or_default()
             ));
         }
-        let deliberate = watchdog::deliberate_panics();
-        if deliberate > self.shared.counters.listener_panics.load(Ordering::SeqCst) {
+        let deliberate = watchdog::deliberate_panics() - listener_panics_before;
+        if deliberate > 0 {
             self.shared
                 .counters
                 .listener_panics
-                .store(deliberate, Ordering::SeqCst);
+                .fetch_add(deliberate, Ordering::SeqCst);
             let poisoned = self.call("poisoned", || engine.poisoned())?;
             if poisoned.is_none() {
                 return Err("a checkpoint listener panicked but the engine is not poisoned".into());
