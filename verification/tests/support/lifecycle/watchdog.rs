@@ -128,6 +128,12 @@ impl Watch {
         if let Some(failure) = self.failure() {
             report.push_str(&format!("\n  (an earlier violation: {failure})"));
         }
+        let deliberate = deliberate_panics();
+        if deliberate > 0 {
+            report.push_str(&format!(
+                "\n  (the test's checkpoint listener panicked on purpose {deliberate} time(s) so far)"
+            ));
+        }
         Some(report)
     }
 }
