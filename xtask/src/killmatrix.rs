@@ -2,9 +2,10 @@
 //! iterations each tier needs to catch it (issue 5). Not part of `verify`: it runs each tier once
 //! per bug.
 //!
-//! 1. Builds each tier once: the std suites (proptest conformance, crash points, fault matrices;
-//!    `--cfg deltasnap_testing`, which compiles the seeded-bug switch in), loom and shuttle, each
-//!    in its own target directory (as `verify` does), and the models binary.
+//! 1. Builds each tier once: the std suites (proptest conformance, crash points, fault matrices,
+//!    the lifecycle simulation; `--cfg deltasnap_testing`, which compiles the seeded-bug switch
+//!    in), loom and shuttle, each in its own target directory (as `verify` does), and the models
+//!    binary.
 //! 2. For every engine bug (`deltasnap::bugs::Bug::ALL`) and every test binary of a tier, runs
 //!    the binary's `kill_matrix` test with `DELTASNAP_KILL_BUG=<bug>` (one process per cell, the
 //!    switch is process-wide) and reads its `KILLMATRIX tier=… bug=… caught_at=…|not-caught
@@ -27,12 +28,13 @@ use std::time::{Duration, Instant};
 use deltasnap::bugs::Bug;
 
 /// The columns, in order: (tier name in `KILLMATRIX` lines, heading).
-const TIERS: [(&str, &str); 6] = [
+const TIERS: [(&str, &str); 7] = [
     ("loom", "loom"),
     ("shuttle-random", "shuttle random"),
     ("shuttle-pct", "shuttle PCT"),
     ("proptest", "proptest"),
     ("crash", "crash sim"),
+    ("lifecycle", "lifecycle sim"),
     ("model", "model"),
 ];
 
@@ -124,6 +126,8 @@ impl Mode {
                 "*crash_points*",
                 "--test",
                 "fault_matrix_*",
+                "--test",
+                "lifecycle_sim",
             ],
             Mode::Loom => vec!["-p", "deltasnap-verification", "--test", "loom_*"],
             Mode::Shuttle => vec![
@@ -147,6 +151,8 @@ fn budget_env(quick: bool) -> Vec<(&'static str, String)> {
         ("DELTASNAP_SHUTTLE_RANDOM", pick("200", "1000")),
         ("DELTASNAP_SHUTTLE_PCT", pick("50", "300")),
         ("PROPTEST_CASES", pick("64", "256")),
+        // Lifecycle programs (seeds 0..n of `verification/tests/lifecycle_sim.rs`).
+        ("DELTASNAP_LIFECYCLE_SEEDS", pick("200", "1000")),
         // Fixed seeds, so that the table is the same on every run (shuttle seeds both its
         // schedulers from this variable).
         ("PROPTEST_RNG_SEED", "1".to_string()),
@@ -576,10 +582,11 @@ pub fn killmatrix(root: &Path, quick: bool) -> ExitCode {
     let table = render_table(&rows);
     println!("\n{table}");
     println!(
-        "k: loom and shuttle executions, proptest cases, crash/fault points, model states generated, up to and including the first that failed. Budgets: loom at each test's preemption bound; shuttle {} random and {} PCT (depth 3) schedules per scenario (seed 1); proptest {} cases (seed 1), no shrinking; crash and fault sweeps exhaustive; models at their default bounds (raised where a bug needs it).",
+        "k: loom and shuttle executions, proptest cases, crash/fault points, model states generated, up to and including the first that failed. Budgets: loom at each test's preemption bound; shuttle {} random and {} PCT (depth 3) schedules per scenario (seed 1); proptest {} cases (seed 1), no shrinking; crash and fault sweeps exhaustive; lifecycle {} programs (seeds 0..n); models at their default bounds (raised where a bug needs it).",
         budget(quick, "DELTASNAP_SHUTTLE_RANDOM"),
         budget(quick, "DELTASNAP_SHUTTLE_PCT"),
         budget(quick, "PROPTEST_CASES"),
+        budget(quick, "DELTASNAP_LIFECYCLE_SEEDS"),
     );
     println!("\nDetails (every binary's result per tier):");
     for row in &rows {

@@ -122,18 +122,33 @@ fn steps(depth: Depth, root: &Path) -> Vec<Step> {
             env: testing(),
         },
         Step {
-            name: "tests (unit, integration, proptest conformance, crash simulation, doc)",
+            name: "tests (unit, integration, proptest conformance, crash simulation, lifecycle simulation, doc)",
             program: "cargo",
             args: cargo(&["test", "--workspace", "--release"]),
-            env: [testing(), vec![(
-                "PROPTEST_CASES",
-                match depth {
-                    Depth::Quick => "16",
-                    Depth::Normal => "64",
-                    Depth::Deep => "1024",
-                }
-                .to_string(),
-            )]]
+            env: [
+                testing(),
+                vec![
+                    (
+                        "PROPTEST_CASES",
+                        match depth {
+                            Depth::Quick => "16",
+                            Depth::Normal => "64",
+                            Depth::Deep => "1024",
+                        }
+                        .to_string(),
+                    ),
+                    // Programs of the lifecycle simulation (`verification/tests/lifecycle_sim.rs`).
+                    (
+                        "DELTASNAP_LIFECYCLE_SEEDS",
+                        match depth {
+                            Depth::Quick => "300",
+                            Depth::Normal => "2000",
+                            Depth::Deep => "30000",
+                        }
+                        .to_string(),
+                    ),
+                ],
+            ]
             .concat(),
         },
         Step {
