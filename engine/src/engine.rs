@@ -35,12 +35,16 @@ use crate::checkpoint::{
     self, CheckpointCut, CheckpointListener, CheckpointOutcome, CutPartition, Listeners, Schedule,
     Trigger,
 };
-use crate::control::{self, ControlData, CONTROL_FILE_NAME, CONTROL_TMP_FILE_NAME};
+use crate::control::{self, ControlData};
 use crate::epoch::Epochs;
 use crate::error::{Error, IoContext, Result};
 use crate::format;
 use crate::jobs::{JobStatus, Jobs};
-use crate::lock::{StoreLock, LOCK_FILE_NAME};
+use crate::layout::{
+    self, CONTROL_FILE_NAME, CONTROL_TMP_FILE_NAME, LOCK_FILE_NAME, PARTITIONS_DIR,
+    SNAPSHOTS_TMP_DIR, WAL_DIR,
+};
+use crate::lock::StoreLock;
 use crate::memory::{Budget, PageImage, Partition, PartitionShape, Slot, Versioned};
 use crate::snapshot::task::{SnapshotClaim, SnapshotHandle, SnapshotOptions};
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,13 +52,6 @@ use crate::sync::{thread, Arc, Condvar, Mutex, RwLock};
 use crate::types::{Epoch, Lsn, PageId, PartitionId, WriteReceipt};
 use crate::vfs::{OpenMode, StdFs, Vfs};
 use crate::wal::{Record, TailCut, Wal, WalConfig};
-
-/// Directory of partition files inside a store.
-pub(crate) const PARTITIONS_DIR: &str = "partitions";
-/// Directory of redo segments inside a store.
-pub(crate) const WAL_DIR: &str = "wal";
-/// Directory of unfinished snapshots inside a store (removed at open).
-pub(crate) const SNAPSHOTS_TMP_DIR: &str = "snapshots-tmp";
 
 /// Largest metadata key and value, in bytes.
 pub const METADATA_KEY_BYTES_MAX: usize = 1024;
@@ -819,9 +816,7 @@ impl Inner {
     }
 
     fn partition_path(&self, id: PartitionId) -> PathBuf {
-        self.dir
-            .join(PARTITIONS_DIR)
-            .join(format!("part-{}.dat", id.0))
+        layout::partition_path(&self.dir, id)
     }
 
     /// Before entering an epoch: wait while dirty images are past the hard limit, asking for a
@@ -1308,7 +1303,7 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
     // Partitions the control file lists.
     let mut partitions: BTreeMap<PartitionId, Arc<Partition>> = BTreeMap::new();
     for (&id, &page_count) in &control.partitions {
-        let path = partitions_dir.join(format!("part-{}.dat", id.0));
+        let path = layout::partition_path_in(&partitions_dir, id);
         let file = vfs.open(&path, OpenMode::ReadWrite).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::Corrupted {
@@ -1438,11 +1433,8 @@ fn recover(vfs: Arc<dyn Vfs>, dir: PathBuf, config: Config) -> Result<(Inner, Re
         .read_dir(&partitions_dir)
         .ctx("list partitions directory", &partitions_dir)?
     {
-        let owned = name
-            .strip_prefix("part-")
-            .and_then(|n| n.strip_suffix(".dat"))
-            .and_then(|n| n.parse::<u32>().ok())
-            .is_some_and(|id| partitions.contains_key(&PartitionId(id)));
+        let owned =
+            layout::parse_partition_file_name(&name).is_some_and(|id| partitions.contains_key(&id));
         if !owned {
             let path = partitions_dir.join(&name);
             vfs.remove_file(&path)
@@ -1682,7 +1674,7 @@ impl Replayer<'_> {
                 if self.partitions.get(&id).is_some_and(|p| p.exists()) {
                     return Ok(()); // already in the checkpoint
                 }
-                let path = self.partitions_dir.join(format!("part-{}.dat", id.0));
+                let path = layout::partition_path_in(self.partitions_dir, id);
                 let file = self
                     .vfs
                     .open(&path, OpenMode::Create)

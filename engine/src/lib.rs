@@ -26,6 +26,7 @@ pub mod epoch;
 pub mod error;
 pub mod format;
 pub mod jobs;
+mod layout;
 mod lock;
 pub(crate) mod memory;
 pub mod snapshot;
@@ -43,7 +44,8 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use jobs::{JobKind, JobStage, JobStatus};
-pub use lock::{lock_holder, lock_holder_on, LockHolder, LOCK_FILE_NAME};
+pub use layout::LOCK_FILE_NAME;
+pub use lock::{lock_holder, lock_holder_on, LockHolder};
 pub use snapshot::manifest::Manifest;
 pub use snapshot::protocol::DeltaPolicy;
 pub use snapshot::verify::{

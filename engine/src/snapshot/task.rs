@@ -50,10 +50,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::bugs::{self, Bug};
 use crate::checkpoint::{self, CheckpointCut, CheckpointListener, Trigger, WriteGuard};
-use crate::engine::{Inner, SNAPSHOTS_TMP_DIR};
+use crate::engine::Inner;
 use crate::error::{Error, IoContext, Result};
 use crate::format;
 use crate::jobs::{JobKind, JobStage};
+use crate::layout::{self, DELTAS_DIR, PARTITIONS_DIR, SNAPSHOTS_TMP_DIR};
 use crate::snapshot::create_dir_all_durable;
 use crate::snapshot::delta::DeltaFile;
 use crate::snapshot::hook::{HookCell, HookState};
@@ -539,14 +540,11 @@ impl SnapshotHandle {
 
 /// The delta file of partition `id` in the temporary directory `tmp_dir` (format.md §5).
 fn delta_path(tmp_dir: &Path, id: PartitionId) -> PathBuf {
-    tmp_dir.join("deltas").join(format!("part-{}.delta", id.0))
+    layout::snapshot_delta_path(tmp_dir, id)
 }
 
 fn marker_path(inner: &Inner, name: &str) -> PathBuf {
-    inner
-        .dir
-        .join(SNAPSHOTS_TMP_DIR)
-        .join(format!("{name}.pending"))
+    layout::snapshot_marker_path(&inner.dir, name)
 }
 
 /// Starts a snapshot (see `Engine::snapshot`).
@@ -570,9 +568,7 @@ pub(crate) fn start(inner: &Arc<Inner>, mut options: SnapshotOptions) -> Result<
             final_dir.display()
         )));
     }
-    let tmp_dir = options
-        .target_dir
-        .join(format!(".{}.deltasnap-tmp", options.name));
+    let tmp_dir = layout::snapshot_tmp_dir(&options.target_dir, &options.name);
     let claim = inner.claim_snapshot_slot(&options.name)?;
     // From here on, `claim` releases the slot if we return early.
     let setup = || -> Result<()> {
@@ -604,7 +600,7 @@ pub(crate) fn start(inner: &Arc<Inner>, mut options: SnapshotOptions) -> Result<
         //    needs no fsync: the publish renames it and fsyncs the target.)
         create_dir_all_durable(&vfs, &options.target_dir)?;
         // 3. The temporary directory.
-        for sub in ["partitions", "deltas"] {
+        for sub in [PARTITIONS_DIR, DELTAS_DIR] {
             let path = tmp_dir.join(sub);
             vfs.create_dir_all(&path)
                 .ctx("create snapshot directory", &path)?;
@@ -1076,10 +1072,10 @@ impl Task {
     fn publish(&self, manifest: &Manifest) -> Result<()> {
         let vfs = &self.shared.vfs;
         let tmp = &self.tmp_dir;
-        let partitions = tmp.join("partitions");
+        let partitions = tmp.join(PARTITIONS_DIR);
         vfs.sync_dir(&partitions)
             .ctx("fsync snapshot partitions", &partitions)?;
-        let deltas = tmp.join("deltas");
+        let deltas = tmp.join(DELTAS_DIR);
         vfs.remove_dir_all(&deltas)
             .ctx("remove snapshot deltas", &deltas)?;
         let manifest_path = tmp.join(MANIFEST_FILE_NAME);
@@ -1165,13 +1161,9 @@ pub(crate) fn remove_unfinished(vfs: &Arc<dyn Vfs>, store_dir: &Path) -> Result<
         .ctx("list snapshot markers", &markers)?
     {
         let marker = markers.join(&name);
-        if name.ends_with(".pending") {
+        if layout::is_snapshot_marker(&name) {
             let tmp = read_marker(vfs, &marker)?;
-            let is_ours = tmp
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.') && n.ends_with(".deltasnap-tmp"));
-            if is_ours {
+            if layout::is_snapshot_tmp_dir(&tmp) {
                 match remove_tmp_dir(vfs, &tmp) {
                     Ok(true) => {
                         tracing::info!(dir = %tmp.display(), "removed an unfinished snapshot");

@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::control::{self, ControlData};
-use crate::engine::{PARTITIONS_DIR, WAL_DIR};
 use crate::error::{Error, IoContext, Result};
 use crate::format;
+use crate::layout::{self, PARTITIONS_DIR, WAL_DIR};
 use crate::snapshot::create_dir_all_durable;
 use crate::snapshot::manifest::{Manifest, MANIFEST_BYTES_MAX, MANIFEST_FILE_NAME};
 use crate::sync::Arc;
@@ -265,7 +265,7 @@ pub fn restore_on(
     let mut pages = 0u64;
     for partition in &manifest.partitions {
         let from = snapshot_dir.join(&partition.file);
-        let to = partitions_dir.join(format!("part-{}.dat", partition.id));
+        let to = layout::partition_path_in(&partitions_dir, PartitionId(partition.id));
         let source = vfs
             .open(&from, OpenMode::Read)
             .ctx("open snapshot file", &from)?;
