@@ -17,31 +17,46 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod bugs;
-pub mod checkpoint;
+// The contract: what an application uses (`pub use` below; the crate's map is engine/README.md).
+mod checkpoint;
+mod config;
 pub(crate) mod control;
 mod engine;
-#[doc(hidden)]
-pub mod epoch;
-pub mod error;
-pub mod format;
-pub mod jobs;
+mod jobs;
 mod layout;
+mod listener;
 mod lock;
 pub(crate) mod memory;
+mod recovery;
 pub mod snapshot;
+mod store;
+mod types;
+
+// Internals the workspace's tests, checkers, models and tools reach into: not part of the
+// contract, hidden from its documentation.
+#[doc(hidden)]
+pub mod bugs;
+#[doc(hidden)]
+pub mod epoch;
+#[doc(hidden)]
+pub mod error;
+#[doc(hidden)]
+pub mod format;
+#[doc(hidden)]
 pub mod sync;
-pub mod types;
+#[doc(hidden)]
 pub mod vfs;
+#[doc(hidden)]
 pub mod wal;
 
 pub use checkpoint::{
     CheckpointCut, CheckpointListener, CheckpointOutcome, CutPartition, WriteGuard,
 };
-pub use control::{last_checkpoint, ControlData};
-pub use engine::{
-    Config, Engine, EngineStats, RecoveryReport, METADATA_KEY_BYTES_MAX, METADATA_VALUE_BYTES_MAX,
+pub use config::{
+    Config, EngineStats, RecoveryReport, METADATA_KEY_BYTES_MAX, METADATA_VALUE_BYTES_MAX,
 };
+pub use control::{last_checkpoint, ControlData};
+pub use engine::Engine;
 pub use error::{Error, Result};
 pub use jobs::{JobKind, JobStage, JobStatus};
 pub use layout::LOCK_FILE_NAME;

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::bugs::{self, Bug};
-use crate::engine::{METADATA_KEY_BYTES_MAX, METADATA_VALUE_BYTES_MAX};
+use crate::config::{METADATA_KEY_BYTES_MAX, METADATA_VALUE_BYTES_MAX};
 use crate::error::{Error, Result};
 use crate::snapshot::protocol::DeltaPolicy;
 use crate::types::{Epoch, Lsn, PartitionId};

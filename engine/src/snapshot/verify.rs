@@ -8,7 +8,7 @@ use crate::control::{self, ControlData};
 use crate::error::{Error, IoContext, Result};
 use crate::format;
 use crate::layout::{self, PARTITIONS_DIR, WAL_DIR};
-use crate::snapshot::create_dir_all_durable;
+use crate::snapshot::dirs::create_dir_all_durable;
 use crate::snapshot::manifest::{Manifest, MANIFEST_BYTES_MAX, MANIFEST_FILE_NAME};
 use crate::sync::Arc;
 use crate::types::PartitionId;
