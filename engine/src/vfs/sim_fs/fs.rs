@@ -16,7 +16,7 @@ use super::state::{
 
 /// The in-memory, crash-simulating file system. Clones share one state, so a test keeps a
 /// handle while the engine owns another. The model (what is durable when, what a
-/// crash does, how faults count) is the module doc of `vfs/sim_fs.rs`.
+/// crash does, how faults count) is the module doc of `vfs/sim_fs/mod.rs`.
 #[derive(Clone)]
 pub struct SimFs {
     pub(super) state: Arc<Mutex<State>>,
