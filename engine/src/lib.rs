@@ -17,7 +17,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-// The contract: what an application uses (`pub use` below; the crate's map is engine/README.md).
+// The engine's modules, one job each (the map and the way imports run: engine/README.md). The
+// contract is the `pub use` list below, with `snapshot` and `vfs` (the file layer `open_on` takes).
 mod checkpoint;
 mod config;
 pub(crate) mod control;
@@ -31,6 +32,7 @@ mod recovery;
 pub mod snapshot;
 mod store;
 mod types;
+pub mod vfs;
 
 // Internals the workspace's tests, checkers, models and tools reach into: not part of the
 // contract, hidden from its documentation.
@@ -44,8 +46,6 @@ pub mod error;
 pub mod format;
 #[doc(hidden)]
 pub mod sync;
-#[doc(hidden)]
-pub mod vfs;
 #[doc(hidden)]
 pub mod wal;
 
@@ -68,3 +68,4 @@ pub use snapshot::verify::{
 };
 pub use snapshot::{SnapshotHandle, SnapshotOptions, SnapshotProgress};
 pub use types::{Epoch, Lsn, PageId, PartitionId, WriteReceipt};
+pub use wal::TailCut;

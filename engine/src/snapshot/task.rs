@@ -1,14 +1,14 @@
-//! The snapshot task: the engine's I/O around [`protocol::PartitionSnapshot`].
+//! The snapshot task: the engine's I/O around [`protocol::PartitionSnapshot`](crate::snapshot::protocol::PartitionSnapshot).
 //!
 //! Three parties, as in DESIGN §4:
 //!
-//! - the **write hook** ([`SnapshotListener`], a [`CheckpointListener`] called by the checkpointer):
+//! - the **write hook** ([`SnapshotListener`], a [`CheckpointListener`](crate::CheckpointListener) called by the checkpointer):
 //!   at the cut of the first checkpoint that begins after the snapshot was requested (S2) it
 //!   creates one protocol state and one delta file per partition; before every partition write it
 //!   asks the protocol what to capture, appends it to the delta, and returns a guard that ends the
 //!   hook call (`page_write_done`) only after the checkpointer's file write returned. While a hook
 //!   call is in flight the protocol refuses every other transition, so the copier and the merge
-//!   wait for it (the *hook lock* of the protocol's locking contract: [`HookCell`]);
+//!   wait for it (the *hook lock* of the protocol's locking contract: [`HookCell`](crate::snapshot::hook::HookCell));
 //! - the **copier** (the task thread): copies `[0, copy_end)` of each partition file with
 //!   `copy_file_range`, announcing every chunk before reading it and starting the device's
 //!   writeback of every chunk once copied (so the final fsync waits for little), rate-limited on
@@ -32,7 +32,7 @@
 //!   (`pages_at_cut / 8` bytes: the protocol's own capture bitset is the same size, so the merge
 //!   adds no new order of growth) and the read-back buffer of `MERGE_READ_BYTES`. The manifest's
 //!   page crcs (4 bytes a page) are the format's, not the merge's. The peak of the delta buffer
-//!   is reported in [`SnapshotProgress::merge_buffer_bytes_peak`].
+//!   is reported in [`SnapshotProgress::merge_buffer_bytes_peak`](crate::snapshot::SnapshotProgress::merge_buffer_bytes_peak).
 //! - **Cancel latency**: the rate limiter waits on the task's condition variable, which `cancel`
 //!   and every failure notify, so a cancel ends the wait at once rather than after
 //!   `chunk_bytes / rate` seconds; the hooks are closed by `cancel` itself.

@@ -11,9 +11,9 @@
 //! durable.
 //!
 //! Each **file** inode holds its *current* bytes (what reads see), its *durable* bytes (as of its
-//! last successful [`VfsFile::sync_all`]), and the list of changes since then (writes and
+//! last successful [`VfsFile::sync_all`](crate::vfs::VfsFile::sync_all)), and the list of changes since then (writes and
 //! `set_len`s, in order). Each **directory** inode holds its *current* entries and its *durable*
-//! entries (as of its last successful [`Vfs::sync_dir`]). So:
+//! entries (as of its last successful [`Vfs::sync_dir`](crate::vfs::Vfs::sync_dir)). So:
 //!
 //! 1. a write or `set_len` is durable once `sync_all` of the file returns;
 //! 2. a create, rename or remove is durable once `sync_dir` of the parent directory returns (for
@@ -52,7 +52,7 @@
 //!
 //! # Operations and faults
 //!
-//! Every call of a [`Vfs`] or [`VfsFile`] method except `as_any` is one **operation** and gets the
+//! Every call of a [`Vfs`](crate::vfs::Vfs) or [`VfsFile`](crate::vfs::VfsFile) method except `as_any` is one **operation** and gets the
 //! next index of a global counter (from 0 at [`SimFs::new`], never reset; [`SimFs::op_count`] is
 //! the index the next operation gets). Calls that fail count too, whatever the reason, so indices
 //! are stable across re-runs of a deterministic workload. `read_exact_at` is not an operation of
