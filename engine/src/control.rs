@@ -13,12 +13,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::Reader;
+use crate::layout::{CONTROL_FILE_NAME, CONTROL_TMP_FILE_NAME};
 use crate::sync::Arc;
 use crate::types::{Epoch, Lsn, PartitionId};
 use crate::vfs::{OpenMode, Vfs};
-
-pub(crate) const CONTROL_FILE_NAME: &str = "CONTROL";
-pub(crate) const CONTROL_TMP_FILE_NAME: &str = "CONTROL.tmp";
 
 const MAGIC: [u8; 8] = *b"DSCTRL\0\x01";
 const VERSION: u32 = 1;

@@ -16,13 +16,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::bugs::{self, Bug};
-use crate::control::CONTROL_FILE_NAME;
 use crate::error::{Error, IoContext, Result};
+use crate::layout::{CONTROL_FILE_NAME, LOCK_FILE_NAME, SNAPSHOTS_TMP_DIR};
 use crate::sync::Arc;
 use crate::vfs::{OpenMode, StdFs, Vfs, VfsFile};
-
-/// The lock file's name inside a store directory.
-pub const LOCK_FILE_NAME: &str = "LOCK";
 
 /// The held lock on one store; dropping it releases the lock.
 #[derive(Debug)]
@@ -87,7 +84,7 @@ fn holds_store_or_nothing(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<bool> {
     Ok(entries.iter().any(|e| e == CONTROL_FILE_NAME)
         || entries
             .iter()
-            .all(|e| e == LOCK_FILE_NAME || e == crate::engine::SNAPSHOTS_TMP_DIR))
+            .all(|e| e == LOCK_FILE_NAME || e == SNAPSHOTS_TMP_DIR))
 }
 
 fn read_pid(file: &dyn VfsFile) -> Option<u32> {

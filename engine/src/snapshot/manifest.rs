@@ -11,12 +11,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::bugs::{self, Bug};
-use crate::engine::{METADATA_KEY_BYTES_MAX, METADATA_VALUE_BYTES_MAX};
+use crate::config::{METADATA_KEY_BYTES_MAX, METADATA_VALUE_BYTES_MAX};
 use crate::error::{Error, Result};
 use crate::snapshot::protocol::DeltaPolicy;
 use crate::types::{Epoch, Lsn, PartitionId};
 
-pub const MANIFEST_FILE_NAME: &str = "manifest.json";
+pub use crate::layout::MANIFEST_FILE_NAME;
 /// 2: the manifest carries `crc32c`. Version 1 (no crc) is refused: no store released with it.
 pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 /// The largest `cut_epoch` (and `cut_lsn`) a manifest may hold: a restored store counts its
@@ -96,7 +96,7 @@ pub(crate) fn validate_snapshot_name(name: &str) -> Result<()> {
 
 /// The only file name a manifest may give partition `id`.
 pub fn partition_file_name(id: u32) -> String {
-    format!("partitions/part-{id}.dat")
+    crate::layout::snapshot_partition_file(id)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -5,11 +5,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::control::{self, ControlData};
-use crate::engine::{PARTITIONS_DIR, WAL_DIR};
 use crate::error::{Error, IoContext, Result};
 use crate::format;
-use crate::snapshot::create_dir_all_durable;
-use crate::snapshot::manifest::{Manifest, MANIFEST_BYTES_MAX, MANIFEST_FILE_NAME};
+use crate::layout::{self, PARTITIONS_DIR, WAL_DIR};
+use crate::snapshot::dirs::create_dir_all_durable;
+use crate::snapshot::manifest::{
+    Manifest, ManifestPartition, MANIFEST_BYTES_MAX, MANIFEST_FILE_NAME,
+};
 use crate::sync::Arc;
 use crate::types::PartitionId;
 use crate::vfs::{OpenMode, StdFs, Vfs};
@@ -83,62 +85,87 @@ pub fn verify_snapshot_on(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<VerifyReport
     let mut expected_files = BTreeSet::new();
     for partition in &manifest.partitions {
         expected_files.insert(partition.file.clone());
-        let path = dir.join(&partition.file);
-        let problem = |page: Option<u32>, reason: String| Problem {
-            file: partition.file.clone(),
-            page,
-            reason,
-        };
-        let file = match vfs.open(&path, OpenMode::Read) {
-            Ok(file) => file,
-            Err(e) => {
-                report
-                    .problems
-                    .push(problem(None, format!("cannot open: {e}")));
-                continue;
-            }
-        };
-        report.partitions_checked += 1;
-        let len = file.len().ctx("stat snapshot file", &path)?;
-        let expected_len = partition.page_count as u64 * page_size as u64;
-        if len != expected_len {
-            report.problems.push(problem(
-                None,
-                format!(
-                    "{len} bytes, the manifest says {} pages ({expected_len} bytes)",
-                    partition.page_count
-                ),
-            ));
+        verify_partition(vfs, dir, partition, page_size, &mut report)?;
+    }
+    unlisted_files(vfs, dir, &expected_files, &mut report)?;
+    report.manifest = Some(manifest);
+    Ok(report)
+}
+
+/// Checks one partition file of the snapshot in `dir` against its manifest entry, listing the
+/// problems in `report`.
+fn verify_partition(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    partition: &ManifestPartition,
+    page_size: usize,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let path = dir.join(&partition.file);
+    let problem = |page: Option<u32>, reason: String| Problem {
+        file: partition.file.clone(),
+        page,
+        reason,
+    };
+    let file = match vfs.open(&path, OpenMode::Read) {
+        Ok(file) => file,
+        Err(e) => {
+            report
+                .problems
+                .push(problem(None, format!("cannot open: {e}")));
+            return Ok(());
         }
-        let mut page = vec![0u8; page_size];
-        for index in 0..partition.page_count {
-            let offset = index as u64 * page_size as u64;
-            if offset + page_size as u64 > len {
-                report
-                    .problems
-                    .push(problem(Some(index), "missing (file too short)".into()));
-                continue;
+    };
+    report.partitions_checked += 1;
+    let len = file.len().ctx("stat snapshot file", &path)?;
+    let expected_len = partition.page_count as u64 * page_size as u64;
+    if len != expected_len {
+        report.problems.push(problem(
+            None,
+            format!(
+                "{len} bytes, the manifest says {} pages ({expected_len} bytes)",
+                partition.page_count
+            ),
+        ));
+    }
+    let mut page = vec![0u8; page_size];
+    for index in 0..partition.page_count {
+        let offset = index as u64 * page_size as u64;
+        if offset + page_size as u64 > len {
+            report
+                .problems
+                .push(problem(Some(index), "missing (file too short)".into()));
+            continue;
+        }
+        file.read_exact_at(&mut page, offset)
+            .ctx("read snapshot page", &path)?;
+        report.pages_checked += 1;
+        match format::verify_page(&page, index, &path) {
+            Ok(footer) if footer.crc != partition.page_crcs[index as usize] => {
+                report.problems.push(problem(
+                    Some(index),
+                    format!(
+                        "page crc {:#010x} differs from the manifest's {:#010x}",
+                        footer.crc, partition.page_crcs[index as usize]
+                    ),
+                ));
             }
-            file.read_exact_at(&mut page, offset)
-                .ctx("read snapshot page", &path)?;
-            report.pages_checked += 1;
-            match format::verify_page(&page, index, &path) {
-                Ok(footer) if footer.crc != partition.page_crcs[index as usize] => {
-                    report.problems.push(problem(
-                        Some(index),
-                        format!(
-                            "page crc {:#010x} differs from the manifest's {:#010x}",
-                            footer.crc, partition.page_crcs[index as usize]
-                        ),
-                    ));
-                }
-                Ok(_) => {}
-                Err(error) => report
-                    .problems
-                    .push(problem(Some(index), error.to_string())),
-            }
+            Ok(_) => {}
+            Err(error) => report
+                .problems
+                .push(problem(Some(index), error.to_string())),
         }
     }
+    Ok(())
+}
+
+/// Lists the files of the snapshot in `dir` that its manifest does not name.
+fn unlisted_files(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    expected_files: &BTreeSet<String>,
+    report: &mut VerifyReport,
+) -> Result<()> {
     // Files nobody listed.
     let partitions_dir = dir.join(PARTITIONS_DIR);
     if vfs.is_dir(&partitions_dir).ctx("stat", &partitions_dir)? {
@@ -165,8 +192,7 @@ pub fn verify_snapshot_on(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<VerifyReport
             });
         }
     }
-    report.manifest = Some(manifest);
-    Ok(report)
+    Ok(())
 }
 
 fn read_manifest(vfs: &Arc<dyn Vfs>, path: &Path) -> Result<Manifest> {
@@ -265,7 +291,7 @@ pub fn restore_on(
     let mut pages = 0u64;
     for partition in &manifest.partitions {
         let from = snapshot_dir.join(&partition.file);
-        let to = partitions_dir.join(format!("part-{}.dat", partition.id));
+        let to = layout::partition_path_in(&partitions_dir, PartitionId(partition.id));
         let source = vfs
             .open(&from, OpenMode::Read)
             .ctx("open snapshot file", &from)?;
