@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::bugs::{self, Bug};
+use crate::calls::CallGate;
 use crate::checkpoint::{self, CheckpointListener, CheckpointOutcome, Trigger};
 use crate::config::{Config, EngineStats, RecoveryReport, METADATA_VALUE_BYTES_MAX};
 use crate::error::{Error, Result};
@@ -52,6 +53,8 @@ pub struct Engine {
     recovery: RecoveryReport,
     /// Held from before recovery until `close` has written its last checkpoint.
     lock: Mutex<Option<StoreLock>>,
+    /// The public calls in flight, which `close` waits for.
+    calls: CallGate,
 }
 
 impl std::fmt::Debug for Engine {
@@ -83,6 +86,7 @@ impl Engine {
             wal_writer: Mutex::new(None),
             recovery,
             lock: Mutex::new(lock),
+            calls: CallGate::new(),
         };
         if engine.store.config.background_checkpointer {
             // On an error, dropping `engine` stops and joins what was started.
@@ -138,6 +142,8 @@ impl Engine {
 
     /// Creates an empty partition.
     pub fn create_partition(&self, id: PartitionId) -> Result<()> {
+        let _call = self.calls.enter()?;
+
         self.store.check_writable()?;
         self.store.create_partition(id)
     }
@@ -150,6 +156,8 @@ impl Engine {
     /// is part of the store until the drop); after, it returns `Error::NoSuchPartition` and
     /// logs nothing. No call returns `Ok` for data the drop already discarded.
     pub fn drop_partition(&self, id: PartitionId) -> Result<()> {
+        let _call = self.calls.enter()?;
+
         self.store.check_writable()?;
         self.store.drop_partition(id)
     }
@@ -161,6 +169,8 @@ impl Engine {
 
     /// Allocates a zeroed page at the end of `partition`.
     pub fn allocate_page(&self, partition: PartitionId) -> Result<PageId> {
+        let _call = self.calls.enter()?;
+
         self.store.check_writable()?;
         let partition = self.store.partition(partition)?;
         checkpoint::throttle(&self.store)?;
@@ -196,6 +206,8 @@ impl Engine {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write(&self, page: PageId, offset: usize, bytes: &[u8]) -> Result<WriteReceipt> {
+        let _call = self.calls.enter()?;
+
         self.store.check_writable()?;
         let target = self.store.write_target(page, offset, bytes.len())?;
         checkpoint::throttle(&self.store)?;
@@ -204,6 +216,8 @@ impl Engine {
 
     /// Reads the page's payload (`payload_size()` bytes).
     pub fn read(&self, page: PageId) -> Result<Vec<u8>> {
+        let _call = self.calls.enter()?;
+
         self.store.check_open()?;
         self.store.read(page)
     }
@@ -211,6 +225,8 @@ impl Engine {
     /// Makes every write that returned before this call durable (group commit: concurrent
     /// callers share one fsync). Returns the durable LSN.
     pub fn sync(&self) -> Result<Lsn> {
+        let _call = self.calls.enter()?;
+
         self.store.check_open()?;
         self.store.wal.sync()
     }
@@ -244,6 +260,8 @@ impl Engine {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn checkpoint(&self) -> Result<CheckpointOutcome> {
+        let _call = self.calls.enter()?;
+
         self.store.check_writable()?;
         if self.checkpointer.lock().is_none() {
             return checkpoint::run(&self.store, Trigger::OnDemand);
@@ -297,6 +315,8 @@ impl Engine {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn metadata_put(&self, key: &[u8], value: &[u8]) -> Result<WriteReceipt> {
+        let _call = self.calls.enter()?;
+
         self.store.check_writable()?;
         if value.len() > METADATA_VALUE_BYTES_MAX {
             return Err(Error::InvalidArgument(format!(
@@ -309,18 +329,24 @@ impl Engine {
 
     /// Deletes metadata `key`.
     pub fn metadata_delete(&self, key: &[u8]) -> Result<WriteReceipt> {
+        let _call = self.calls.enter()?;
+
         self.store.check_writable()?;
         self.store.metadata_set(key, None)
     }
 
     /// The value of metadata `key`.
     pub fn metadata_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let _call = self.calls.enter()?;
+
         self.store.check_open()?;
         Ok(self.store.metadata_get(key))
     }
 
     /// The whole metadata map as it is now.
     pub fn metadata(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+        let _call = self.calls.enter()?;
+
         self.store.check_open()?;
         Ok(self.store.metadata_now())
     }
@@ -374,12 +400,16 @@ impl Engine {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn snapshot(&self, options: SnapshotOptions) -> Result<SnapshotHandle> {
+        let _call = self.calls.enter()?;
+
         self.store.check_writable()?;
         task::start(Arc::clone(&self.store) as Arc<dyn SnapshotHost>, options)
     }
 
-    /// Stops the background threads, makes every write durable with a final checkpoint, and
-    /// closes the store. Later calls return `Error::Closed`; a `checkpoint()` waiting for a run
+    /// Refuses new calls and waits for the ones in flight, cancels a running snapshot (its `wait`
+    /// returns `Error::Cancelled`) and waits for it to clean up, stops the background threads,
+    /// makes every write durable with a final checkpoint, and closes the store (releasing its
+    /// lock). Later calls return `Error::Closed`; a `checkpoint()` waiting for a run
     /// the checkpointer had not started returns `Error::Closed` too (no checkpoint runs after
     /// the final one). Dropping an engine closes it too (logging any error instead of
     /// returning it).
@@ -395,6 +425,13 @@ impl Engine {
             schedule.shutdown = true;
         }
         self.store.schedule_changed.notify_all();
+        // No call logs a record after the final checkpoint: later calls are refused, and the
+        // ones in flight (a throttled writer is released by the shutdown above; a `checkpoint()`
+        // is served or refused) return first.
+        self.calls.close_and_drain();
+        // A running snapshot writes in the store (its marker) and in its target: it ends before
+        // the lock is released. Its `wait` returns `Error::Cancelled`.
+        self.store.cancel_running_snapshot_and_wait();
         if let Some(handle) = self.checkpointer.lock().take() {
             let _ = handle.join();
         }

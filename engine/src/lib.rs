@@ -19,6 +19,7 @@
 
 // The engine's modules, one job each (the map and the way imports run: engine/README.md). The
 // contract is the `pub use` list below, with `snapshot` and `vfs` (the file layer `open_on` takes).
+mod calls;
 mod checkpoint;
 mod config;
 pub(crate) mod control;

@@ -76,12 +76,7 @@ impl SnapshotHandle {
     /// removes the temporary directory. `wait` then returns `Error::Cancelled` (unless the
     /// snapshot had already published).
     pub fn cancel(&self) {
-        self.shared.cancel_requested.store(true, Ordering::Release);
-        // Through the state lock: a task thread that checked the flag under it is now waiting,
-        // so the notify reaches it (no lost wakeup).
-        drop(self.shared.state.lock());
-        self.shared.state_changed.notify_all();
-        self.shared.close_all_hooks();
+        self.shared.cancel();
     }
 
     /// Whether the snapshot has ended (published, failed or cancelled).

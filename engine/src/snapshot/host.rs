@@ -31,6 +31,8 @@ pub(crate) trait SnapshotHost: Send + Sync {
     fn claim_snapshot_slot(&self, name: &str) -> Result<()>;
     /// Frees the snapshot slot.
     fn release_snapshot_slot(&self);
+    /// How `Engine::close` cancels the snapshot holding the slot.
+    fn set_snapshot_cancel(&self, cancel: crate::store::SnapshotCancel);
     /// Registers the snapshot's write hook with the checkpointer; returns its id.
     fn add_listener(&self, listener: Arc<dyn CheckpointListener>) -> u64;
     /// Removes the write hook `id`.
@@ -71,6 +73,10 @@ impl SnapshotHost for Store {
 
     fn release_snapshot_slot(&self) {
         Store::release_snapshot_slot(self)
+    }
+
+    fn set_snapshot_cancel(&self, cancel: crate::store::SnapshotCancel) {
+        Store::set_snapshot_cancel(self, cancel)
     }
 
     fn add_listener(&self, listener: Arc<dyn CheckpointListener>) -> u64 {

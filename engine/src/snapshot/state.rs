@@ -104,6 +104,16 @@ impl Shared {
     }
 
     /// Closes every hook (cancel): from now on no capture happens.
+    /// Stops the snapshot (`SnapshotHandle::cancel`, and `Engine::close`).
+    pub(crate) fn cancel(&self) {
+        self.cancel_requested.store(true, Ordering::Release);
+        // Through the state lock: a task thread that checked the flag under it is now waiting,
+        // so the notify reaches it (no lost wakeup).
+        drop(self.state.lock());
+        self.state_changed.notify_all();
+        self.close_all_hooks();
+    }
+
     pub(crate) fn close_all_hooks(&self) {
         for hook in self.hooks.read().values() {
             let _already_closed =

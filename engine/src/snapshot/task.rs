@@ -116,6 +116,8 @@ pub(crate) fn start(
         options.delta_policy,
         tmp_dir.clone(),
     ));
+    let cancel_shared = Arc::clone(&shared);
+    host.set_snapshot_cancel(Arc::new(move || cancel_shared.cancel()));
     let listener_id = host.add_listener(Arc::new(SnapshotListener(Arc::clone(&shared))));
     let job = host.jobs().start(JobKind::Snapshot, JobStage::Waiting);
     let task = Task {

@@ -36,6 +36,16 @@ mod write;
 pub use schedule::CheckpointOutcome;
 pub(crate) use schedule::{Schedule, SerialLock};
 
+/// Cancels a running snapshot (what `SnapshotHandle::cancel` does).
+pub(crate) type SnapshotCancel = Arc<dyn Fn() + Send + Sync>;
+
+/// The snapshot holding the store's one snapshot slot.
+struct RunningSnapshot {
+    name: String,
+    /// Set once its task exists.
+    cancel: Option<SnapshotCancel>,
+}
+
 /// Metadata keys and their values over epochs (`None`: deleted).
 pub(crate) type MetadataMap = BTreeMap<Vec<u8>, Versioned<Option<Vec<u8>>>>;
 
@@ -89,7 +99,9 @@ pub(crate) struct Store {
     held_partitions: Mutex<BTreeMap<PartitionId, u32>>,
     counters: Counters,
     /// The name of the running snapshot (at most one at a time).
-    running_snapshot: Mutex<Option<String>>,
+    running_snapshot: Mutex<Option<RunningSnapshot>>,
+    /// Signalled when the snapshot slot is freed.
+    snapshot_slot_freed: Condvar,
 }
 
 impl std::fmt::Debug for Store {
@@ -126,6 +138,7 @@ impl Store {
             held_partitions: Mutex::new(BTreeMap::new()),
             counters: Counters::default(),
             running_snapshot: Mutex::new(None),
+            snapshot_slot_freed: Condvar::new(),
             config: recovered.config,
         }
     }
@@ -153,14 +166,50 @@ impl Store {
     pub(crate) fn claim_snapshot_slot(&self, name: &str) -> Result<()> {
         let mut running = self.running_snapshot.lock();
         if let Some(other) = running.as_ref() {
-            return Err(Error::SnapshotRunning(other.clone()));
+            return Err(Error::SnapshotRunning(other.name.clone()));
         }
-        *running = Some(name.to_string());
+        *running = Some(RunningSnapshot {
+            name: name.to_string(),
+            cancel: None,
+        });
         Ok(())
+    }
+
+    /// Tells the store how to cancel the snapshot holding the slot (for `close`).
+    pub(crate) fn set_snapshot_cancel(&self, cancel: SnapshotCancel) {
+        if let Some(running) = self.running_snapshot.lock().as_mut() {
+            running.cancel = Some(cancel);
+        }
     }
 
     pub(crate) fn release_snapshot_slot(&self) {
         *self.running_snapshot.lock() = None;
+        self.snapshot_slot_freed.notify_all();
+    }
+
+    /// Cancels the running snapshot, if one runs, and waits until it has ended (its slot is
+    /// freed after its last file operation). Bounded by one chunk's copy or one fsync: the task
+    /// checks for the cancel between steps, and its rate limiter's wait listens for it.
+    pub(crate) fn cancel_running_snapshot_and_wait(&self) {
+        let mut running = self.running_snapshot.lock();
+        let mut cancelled = false;
+        while let Some(snapshot) = running.as_ref() {
+            if !cancelled {
+                if let Some(cancel) = snapshot.cancel.clone() {
+                    drop(running);
+                    cancel();
+                    cancelled = true;
+                    running = self.running_snapshot.lock();
+                    continue;
+                }
+            }
+            // Before its cancel is registered (between the slot's claim and the task's start),
+            // the timeout brings us back to cancel it.
+            running = self
+                .snapshot_slot_freed
+                .wait_timeout(running, std::time::Duration::from_millis(10))
+                .0;
+        }
     }
 
     /// Asks the checkpointer thread for a checkpoint that runs even if nothing changed.
