@@ -93,11 +93,15 @@ pub enum Bug {
     /// `Engine::open` does not refuse a store another engine holds: a second engine's recovery
     /// and close rewrite the store under the first (`lock`).
     NoStoreLock = 23,
+    /// `Engine::close` neither refuses new calls nor waits for the ones in flight, so a write,
+    /// drop or sync racing it is logged after the final checkpoint and the lock's release
+    /// (`calls`; found by the lifecycle simulation).
+    CloseIgnoresCallsInFlight = 24,
 }
 
 impl Bug {
     /// Every seeded bug, in the order of their numbers.
-    pub const ALL: [Bug; 24] = [
+    pub const ALL: [Bug; 25] = [
         Bug::SkipRegistrationRecheck,
         Bug::DrainDoesNotWait,
         Bug::NoRetryAfterCut,
@@ -122,6 +126,7 @@ impl Bug {
         Bug::UnfinishedCleanupFailsOpen,
         Bug::PublishLeavesFinalName,
         Bug::NoStoreLock,
+        Bug::CloseIgnoresCallsInFlight,
     ];
 
     /// The bug's name in the kill matrix and in `DELTASNAP_KILL_BUG`.
@@ -151,6 +156,7 @@ impl Bug {
             Bug::UnfinishedCleanupFailsOpen => "unfinished-cleanup-fails-open",
             Bug::PublishLeavesFinalName => "publish-leaves-final-name",
             Bug::NoStoreLock => "no-store-lock",
+            Bug::CloseIgnoresCallsInFlight => "close-ignores-calls-in-flight",
         }
     }
 }

@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use crate::bugs::{self, Bug};
 use crate::error::{Error, Result};
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::sync::{Condvar, Mutex};
@@ -51,6 +52,9 @@ impl CallGate {
 
     /// Refuses every later call and waits for the ones in flight to return.
     pub(crate) fn close_and_drain(&self) {
+        if bugs::active(Bug::CloseIgnoresCallsInFlight) {
+            return;
+        }
         self.closing.store(true, Ordering::SeqCst);
         let mut guard = self.drained_lock.lock();
         while self.in_flight.load(Ordering::SeqCst) != 0 {

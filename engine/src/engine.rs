@@ -51,8 +51,12 @@ pub struct Engine {
     checkpointer: Mutex<Option<thread::JoinHandle<()>>>,
     wal_writer: Mutex<Option<thread::JoinHandle<()>>>,
     recovery: RecoveryReport,
-    /// Held from before recovery until `close` has written its last checkpoint.
+    /// Held from before recovery until `close` has written its last checkpoint; after `close`,
+    /// `None`, and `close_failure` says whether that close made every write durable.
     lock: Mutex<Option<StoreLock>>,
+    /// Why the first `close` failed, if it did: a later `close` reports it again rather than
+    /// `Ok` (only a close that returned `Ok` made every write durable).
+    close_failure: Mutex<Option<String>>,
     /// The public calls in flight, which `close` waits for.
     calls: CallGate,
 }
@@ -87,6 +91,7 @@ impl Engine {
             recovery,
             lock: Mutex::new(lock),
             calls: CallGate::new(),
+            close_failure: Mutex::new(None),
         };
         if engine.store.config.background_checkpointer {
             // On an error, dropping `engine` stops and joins what was started.
@@ -409,7 +414,8 @@ impl Engine {
     /// Refuses new calls and waits for the ones in flight, cancels a running snapshot (its `wait`
     /// returns `Error::Cancelled`) and waits for it to clean up, stops the background threads,
     /// makes every write durable with a final checkpoint, and closes the store (releasing its
-    /// lock). Later calls return `Error::Closed`; a `checkpoint()` waiting for a run
+    /// lock). A second `close` returns what the first returned: `Ok` only if every write was
+    /// made durable. Later calls return `Error::Closed`; a `checkpoint()` waiting for a run
     /// the checkpointer had not started returns `Error::Closed` too (no checkpoint runs after
     /// the final one). Dropping an engine closes it too (logging any error instead of
     /// returning it).
@@ -418,7 +424,10 @@ impl Engine {
         // (and never sees the store unlocked while the first still writes).
         let mut lock = self.lock.lock();
         if self.store.is_closed() {
-            return Ok(());
+            return match self.close_failure.lock().clone() {
+                None => Ok(()),
+                Some(reason) => Err(Error::Poisoned(reason)),
+            };
         }
         {
             let mut schedule = self.store.schedule.lock();
@@ -449,6 +458,12 @@ impl Engine {
                 }
             }),
         };
+        if let Err(error) = &result {
+            *self.close_failure.lock() = Some(match error {
+                Error::Poisoned(reason) => reason.clone(),
+                other => format!("close failed: {other}"),
+            });
+        }
         self.store.mark_closed();
         // The last byte this engine writes is behind it: another engine may open the store.
         drop(lock.take());
@@ -458,6 +473,9 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        if self.store.is_closed() {
+            return; // a failed close already reported its error to its caller
+        }
         if let Err(error) = self.close() {
             tracing::warn!(dir = %self.store.dir.display(), %error, "closing engine on drop failed");
         }

@@ -278,7 +278,9 @@ pub fn check_recovered(
                 }
                 None if must_exist => {
                     return Err(format!(
-                        "partition {id} is lost although its creation was synced"
+                        "partition {id} is lost although its creation was synced (created {:?}, \
+                         durable from {durable})",
+                        partition.created
                     ))
                 }
                 None => continue,
