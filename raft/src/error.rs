@@ -49,8 +49,13 @@ pub enum Error {
     #[error("snapshot {snapshot_id}: {reason}")]
     SnapshotMetaMismatch { snapshot_id: String, reason: String },
     /// The log storage was asked to purge past the last durable snapshot (RA3).
-    #[error("purge up to index {requested} refused: the last durable snapshot ends at {durable:?}")]
-    PurgePastDurableSnapshot { requested: u64, durable: Option<u64> },
+    #[error(
+        "purge up to index {requested} refused: the last durable snapshot ends at {durable:?}"
+    )]
+    PurgePastDurableSnapshot {
+        requested: u64,
+        durable: Option<u64>,
+    },
     /// A node the in-process network does not know or has disconnected.
     #[error("node {0} is unreachable")]
     Unreachable(NodeId),

@@ -133,7 +133,9 @@ impl Default for PurgeGuard {
 /// Locks a std mutex; a poisoned one means a thread panicked while holding it, which is a bug
 /// already reported by that panic, so its data is used as is.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -181,7 +183,8 @@ impl LogStore {
     pub fn open(vfs: Arc<dyn Vfs>, dir: &Path, guard: PurgeGuard) -> Result<LogStore> {
         vfs.create_dir_all(dir).ctx("create log directory", dir)?;
         if let Some(parent) = dir.parent() {
-            vfs.sync_dir(parent).ctx("fsync log directory's parent", parent)?;
+            vfs.sync_dir(parent)
+                .ctx("fsync log directory's parent", parent)?;
         }
         let state = read_state(&vfs, dir)?;
         let mut inner = LogInner {
@@ -213,7 +216,9 @@ fn read_state(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<PersistedState> {
     if !vfs.exists(&path).ctx("stat log state", &path)? {
         return Ok(PersistedState::default());
     }
-    let file = vfs.open(&path, OpenMode::Read).ctx("open log state", &path)?;
+    let file = vfs
+        .open(&path, OpenMode::Read)
+        .ctx("open log state", &path)?;
     let len = file.len().ctx("stat log state", &path)?;
     if !(4..=1 << 20).contains(&len) {
         return Err(Error::Corrupted {
@@ -222,7 +227,8 @@ fn read_state(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<PersistedState> {
         });
     }
     let mut bytes = vec![0u8; len as usize];
-    file.read_exact_at(&mut bytes, 0).ctx("read log state", &path)?;
+    file.read_exact_at(&mut bytes, 0)
+        .ctx("read log state", &path)?;
     let crc = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
     let json = &bytes[4..];
     if crc32c::crc32c(json) != crc {
@@ -296,7 +302,8 @@ impl LogInner {
             .ctx("open log segment", &path)?;
         let len = file.len().ctx("stat log segment", &path)?;
         let mut bytes = vec![0u8; len as usize];
-        file.read_exact_at(&mut bytes, 0).ctx("read log segment", &path)?;
+        file.read_exact_at(&mut bytes, 0)
+            .ctx("read log segment", &path)?;
         let mut offset = 0u64;
         let mut expected_index = first;
         while offset < len {
@@ -350,7 +357,10 @@ impl LogInner {
             Some((entry, _)) if entry.log_id == slot.log_id => Ok(entry),
             _ => Err(Error::Corrupted {
                 path: segment.path.clone(),
-                reason: format!("entry {} at byte {} does not verify", slot.log_id, slot.offset),
+                reason: format!(
+                    "entry {} at byte {} does not verify",
+                    slot.log_id, slot.offset
+                ),
             }),
         }
     }
@@ -382,7 +392,8 @@ impl LogInner {
                     .open(&path, OpenMode::Create)
                     .ctx("create log segment", &path)?;
                 file.set_len(0).ctx("create log segment", &path)?;
-                self.segments.insert(entry.log_id.index, Segment { path, file, len: 0 });
+                self.segments
+                    .insert(entry.log_id.index, Segment { path, file, len: 0 });
                 created = true;
             }
             let (&first, segment) = self.segments.iter_mut().next_back().expect("a segment");
@@ -410,11 +421,16 @@ impl LogInner {
         // 2. fsync every segment written
         for first in written {
             let segment = &self.segments[&first];
-            segment.file.sync_all().ctx("fsync log segment", &segment.path)?;
+            segment
+                .file
+                .sync_all()
+                .ctx("fsync log segment", &segment.path)?;
         }
         // 3. fsync the directory for a new segment's entry
         if created {
-            self.vfs.sync_dir(&self.dir).ctx("fsync log directory", &self.dir)?;
+            self.vfs
+                .sync_dir(&self.dir)
+                .ctx("fsync log directory", &self.dir)?;
         }
         Ok(())
     }
@@ -423,23 +439,44 @@ impl LogInner {
         let Some(slot) = self.index.get(&since).copied() else {
             return Ok(());
         };
-        let later: Vec<u64> = self.segments.range(slot.segment + 1..).map(|(f, _)| *f).collect();
-        let segment = self.segments.get_mut(&slot.segment).expect("the slot's segment");
-        segment.file.set_len(slot.offset).ctx("truncate log segment", &segment.path)?;
-        segment.file.sync_all().ctx("fsync log segment", &segment.path)?;
+        let later: Vec<u64> = self
+            .segments
+            .range(slot.segment + 1..)
+            .map(|(f, _)| *f)
+            .collect();
+        let segment = self
+            .segments
+            .get_mut(&slot.segment)
+            .expect("the slot's segment");
+        segment
+            .file
+            .set_len(slot.offset)
+            .ctx("truncate log segment", &segment.path)?;
+        segment
+            .file
+            .sync_all()
+            .ctx("fsync log segment", &segment.path)?;
         segment.len = slot.offset;
         for first in later {
             let segment = self.segments.remove(&first).expect("listed");
-            self.vfs.remove_file(&segment.path).ctx("remove log segment", &segment.path)?;
+            self.vfs
+                .remove_file(&segment.path)
+                .ctx("remove log segment", &segment.path)?;
         }
-        self.vfs.sync_dir(&self.dir).ctx("fsync log directory", &self.dir)?;
+        self.vfs
+            .sync_dir(&self.dir)
+            .ctx("fsync log directory", &self.dir)?;
         self.index.split_off(&since);
         Ok(())
     }
 
     fn purge(&mut self, upto: LogId<NodeId>) -> Result<()> {
         self.guard.check(upto.index)?;
-        if self.state.last_purged.is_some_and(|p| p.index >= upto.index) {
+        if self
+            .state
+            .last_purged
+            .is_some_and(|p| p.index >= upto.index)
+        {
             return Ok(());
         }
         // The purge point first (durably), then the segments: a crash between leaves segments
@@ -454,12 +491,16 @@ impl LogInner {
         for pair in firsts.windows(2) {
             if pair[1] <= upto.index + 1 {
                 let segment = self.segments.remove(&pair[0]).expect("listed");
-                self.vfs.remove_file(&segment.path).ctx("remove log segment", &segment.path)?;
+                self.vfs
+                    .remove_file(&segment.path)
+                    .ctx("remove log segment", &segment.path)?;
                 removed = true;
             }
         }
         if removed {
-            self.vfs.sync_dir(&self.dir).ctx("fsync log directory", &self.dir)?;
+            self.vfs
+                .sync_dir(&self.dir)
+                .ctx("fsync log directory", &self.dir)?;
         }
         Ok(())
     }
@@ -482,7 +523,8 @@ fn decode_record(bytes: &[u8]) -> Option<(Entry<TypeConfig>, u32)> {
     if body_len > RECORD_BYTES_MAX {
         return None;
     }
-    let body = bytes.get(RECORD_HEADER_BYTES as usize..RECORD_HEADER_BYTES as usize + body_len as usize)?;
+    let body = bytes
+        .get(RECORD_HEADER_BYTES as usize..RECORD_HEADER_BYTES as usize + body_len as usize)?;
     if crc32c::crc32c(body) != crc {
         return None;
     }
@@ -536,7 +578,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.with(move |inner| {
             let before = inner.state.vote;
             inner.state.vote = Some(vote);
-            inner.persist_state().inspect_err(|_| inner.state.vote = before)
+            inner
+                .persist_state()
+                .inspect_err(|_| inner.state.vote = before)
         })
         .await
         .map_err(|e| StorageError::from(StorageIOError::write_vote(openraft::AnyError::new(&e))))
@@ -581,7 +625,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| to_storage(e, true))
     }
 
-    async fn purge(&mut self, log_id: LogId<NodeId>) -> std::result::Result<(), StorageError<NodeId>> {
+    async fn purge(
+        &mut self,
+        log_id: LogId<NodeId>,
+    ) -> std::result::Result<(), StorageError<NodeId>> {
         self.with(move |inner| inner.purge(log_id))
             .await
             .map_err(|e| to_storage(e, true))

@@ -79,7 +79,13 @@ impl Router {
     /// Makes node `id` reachable (replacing an earlier registration).
     pub fn add(&self, id: NodeId, raft: Raft, state_machine: StateMachineStore) {
         let mut inner = lock(&self.inner);
-        inner.peers.insert(id, Peer { raft, state_machine });
+        inner.peers.insert(
+            id,
+            Peer {
+                raft,
+                state_machine,
+            },
+        );
         inner.down.remove(&id);
     }
 

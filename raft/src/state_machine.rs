@@ -81,6 +81,15 @@ pub const CUT_WAIT_MAX: Duration = Duration::from_secs(60);
 /// Published snapshots kept (the latest, and one that a transfer may still be reading).
 pub const SNAPSHOTS_KEPT: usize = 2;
 
+/// This crate's seeded bugs: switched on by a test to show that it fails without the fix.
+#[doc(hidden)]
+pub mod seeded {
+    use std::sync::atomic::AtomicBool;
+
+    /// `build_snapshot` releases the apply lock before the snapshot's cut (breaks RA1).
+    pub static CUT_OUTSIDE_APPLY_LOCK: AtomicBool = AtomicBool::new(false);
+}
+
 const CURRENT_FILE: &str = "CURRENT";
 const CURRENT_TMP_FILE: &str = "CURRENT.tmp";
 const SNAPSHOTS_DIR: &str = "snapshots";
@@ -115,6 +124,7 @@ struct Shared {
     snapshot_seq: AtomicU64,
     guard: PurgeGuard,
     install_hook: Mutex<Option<InstallHook>>,
+    apply_hook: Mutex<Option<InstallHook>>,
 }
 
 struct Live {
@@ -135,9 +145,9 @@ fn store_dir(dir: &Path, generation: u64) -> PathBuf {
 }
 
 fn storage_error(error: Error) -> StorageError<NodeId> {
-    StorageError::from(StorageIOError::write_state_machine(openraft::AnyError::new(
-        &error,
-    )))
+    StorageError::from(StorageIOError::write_state_machine(
+        openraft::AnyError::new(&error),
+    ))
 }
 
 /// The meta a snapshot holds at its cut (module doc, RA1).
@@ -181,10 +191,13 @@ fn applied_from(metadata: &BTreeMap<Vec<u8>, Vec<u8>>, what: &str) -> Result<App
 
 fn read_manifest(vfs: &Arc<dyn Vfs>, snapshot_dir: &Path) -> Result<Manifest> {
     let path = snapshot_dir.join("manifest.json");
-    let file = vfs.open(&path, OpenMode::Read).ctx("open manifest", &path)?;
+    let file = vfs
+        .open(&path, OpenMode::Read)
+        .ctx("open manifest", &path)?;
     let len = file.len().ctx("stat manifest", &path)?;
     let mut bytes = vec![0u8; len as usize];
-    file.read_exact_at(&mut bytes, 0).ctx("read manifest", &path)?;
+    file.read_exact_at(&mut bytes, 0)
+        .ctx("read manifest", &path)?;
     Ok(Manifest::parse(&bytes, &path)?)
 }
 
@@ -198,11 +211,14 @@ impl StateMachineStore {
         guard: PurgeGuard,
     ) -> Result<StateMachineStore> {
         config.validate()?;
-        vfs.create_dir_all(dir).ctx("create state machine directory", dir)?;
+        vfs.create_dir_all(dir)
+            .ctx("create state machine directory", dir)?;
         for sub in [SNAPSHOTS_DIR, INCOMING_DIR] {
-            vfs.create_dir_all(&dir.join(sub)).ctx("create", &dir.join(sub))?;
+            vfs.create_dir_all(&dir.join(sub))
+                .ctx("create", &dir.join(sub))?;
         }
-        vfs.sync_dir(dir).ctx("fsync state machine directory", dir)?;
+        vfs.sync_dir(dir)
+            .ctx("fsync state machine directory", dir)?;
         let (engine, generation) = open_live_store(&vfs, dir, &config)?;
         remove_all_but(&vfs, dir, |name| {
             name.starts_with("store-") && name != format!("store-{generation}")
@@ -230,6 +246,7 @@ impl StateMachineStore {
             snapshot_seq: AtomicU64::new(0),
             guard,
             install_hook: Mutex::new(None),
+            apply_hook: Mutex::new(None),
         });
         let store = StateMachineStore { shared };
         store.load_snapshots()?;
@@ -273,8 +290,19 @@ impl StateMachineStore {
         *lock(&self.shared.install_hook) = hook;
     }
 
+    /// Test hook: called in every apply between the batch's effects and its log id (a test
+    /// widens that window to make a cut inside a batch likely if the apply lock let it happen).
+    #[doc(hidden)]
+    pub fn set_apply_hook(&self, hook: Option<InstallHook>) {
+        *lock(&self.shared.apply_hook) = hook;
+    }
+
     /// Starts receiving a streamed snapshot into `incoming/` (see [`crate::transfer`]).
-    pub fn begin_receive(&self, snapshot_id: &str, manifest_bytes: &[u8]) -> Result<SnapshotReceiver> {
+    pub fn begin_receive(
+        &self,
+        snapshot_id: &str,
+        manifest_bytes: &[u8],
+    ) -> Result<SnapshotReceiver> {
         SnapshotReceiver::begin(
             Arc::clone(&self.shared.vfs),
             &self.shared.dir.join(INCOMING_DIR),
@@ -303,7 +331,9 @@ impl StateMachineStore {
             };
             match meta {
                 Some(meta) => found.push((meta.last_log_id.map_or(0, |id| id.index), meta)),
-                None => vfs.remove_dir_all(&path).ctx("remove unfinished snapshot", &path)?,
+                None => vfs
+                    .remove_dir_all(&path)
+                    .ctx("remove unfinished snapshot", &path)?,
             }
         }
         found.sort_by_key(|(index, meta)| (*index, meta.snapshot_id.clone()));
@@ -334,7 +364,8 @@ impl StateMachineStore {
         let excess = found.len().saturating_sub(SNAPSHOTS_KEPT);
         for (_, name) in found.into_iter().take(excess) {
             let path = snapshots.join(&name);
-            vfs.remove_dir_all(&path).ctx("remove old snapshot", &path)?;
+            vfs.remove_dir_all(&path)
+                .ctx("remove old snapshot", &path)?;
         }
         Ok(())
     }
@@ -358,6 +389,9 @@ impl StateMachineStore {
             };
             responses.push(response.applied_at(entry.log_id.index));
         }
+        if let Some(hook) = lock(&self.shared.apply_hook).clone() {
+            hook();
+        }
         // The batch's log id, after its effects, under the apply lock (RA1).
         live.last_applied = Some(last);
         let json = serde_json::to_vec(&live.last_applied).expect("a log id serializes");
@@ -377,6 +411,9 @@ impl StateMachineStore {
             let handle = live
                 .engine
                 .snapshot(SnapshotOptions::new(self.snapshots_dir(), &name))?;
+            if seeded::CUT_OUTSIDE_APPLY_LOCK.load(Ordering::Relaxed) {
+                drop(live);
+            }
             // Hold the apply lock until the cut is taken: it falls between two batches (RA1).
             let started = Instant::now();
             while handle.progress().cut_epoch.is_none() && !handle.is_finished() {
@@ -448,7 +485,8 @@ impl StateMachineStore {
         let new_dir = store_dir(dir, generation);
         // 2. Restore into a directory nothing names yet.
         if vfs.exists(&new_dir).ctx("stat", &new_dir)? {
-            vfs.remove_dir_all(&new_dir).ctx("remove stale store", &new_dir)?;
+            vfs.remove_dir_all(&new_dir)
+                .ctx("remove stale store", &new_dir)?;
         }
         deltasnap::restore_on(vfs, &local, &new_dir)?;
         // 3. Open it and check it holds what the meta says.
@@ -483,8 +521,10 @@ impl StateMachineStore {
         }
         drop(old.0);
         let old_dir = store_dir(dir, old.1);
-        vfs.remove_dir_all(&old_dir).ctx("remove replaced store", &old_dir)?;
-        vfs.sync_dir(dir).ctx("fsync state machine directory", dir)?;
+        vfs.remove_dir_all(&old_dir)
+            .ctx("remove replaced store", &old_dir)?;
+        vfs.sync_dir(dir)
+            .ctx("fsync state machine directory", dir)?;
         // 6. The installed snapshot is the current one.
         self.publish_current(meta)
     }
@@ -498,24 +538,32 @@ impl StateMachineStore {
             return Ok(target);
         }
         if vfs.exists(&target).ctx("stat", &target)? {
-            vfs.remove_dir_all(&target).ctx("remove snapshot", &target)?;
+            vfs.remove_dir_all(&target)
+                .ctx("remove snapshot", &target)?;
         }
         let incoming = self.shared.dir.join(INCOMING_DIR);
         if Arc::ptr_eq(&data.vfs, vfs) && data.dir.parent() == Some(incoming.as_path()) {
-            vfs.rename(&data.dir, &target).ctx("adopt received snapshot", &target)?;
+            vfs.rename(&data.dir, &target)
+                .ctx("adopt received snapshot", &target)?;
             vfs.sync_dir(&incoming).ctx("fsync", &incoming)?;
-            vfs.sync_dir(&self.snapshots_dir()).ctx("fsync", &self.snapshots_dir())?;
+            vfs.sync_dir(&self.snapshots_dir())
+                .ctx("fsync", &self.snapshots_dir())?;
             return Ok(target);
         }
         let received = transfer::copy_snapshot(
             &data.vfs,
             &data.dir,
-            self.begin_receive(snapshot_id, &transfer::manifest_bytes(&data.vfs, &data.dir)?)?,
+            self.begin_receive(
+                snapshot_id,
+                &transfer::manifest_bytes(&data.vfs, &data.dir)?,
+            )?,
             transfer::CHUNK_BYTES_DEFAULT,
         )?;
-        vfs.rename(&received, &target).ctx("adopt copied snapshot", &target)?;
+        vfs.rename(&received, &target)
+            .ctx("adopt copied snapshot", &target)?;
         vfs.sync_dir(&incoming).ctx("fsync", &incoming)?;
-        vfs.sync_dir(&self.snapshots_dir()).ctx("fsync", &self.snapshots_dir())?;
+        vfs.sync_dir(&self.snapshots_dir())
+            .ctx("fsync", &self.snapshots_dir())?;
         Ok(target)
     }
 }
@@ -579,10 +627,11 @@ fn read_current(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<Option<u64>> {
             reason: "crc mismatch".into(),
         });
     }
-    let current: CurrentFile = serde_json::from_slice(&bytes[4..]).map_err(|e| Error::Corrupted {
-        path,
-        reason: e.to_string(),
-    })?;
+    let current: CurrentFile =
+        serde_json::from_slice(&bytes[4..]).map_err(|e| Error::Corrupted {
+            path,
+            reason: e.to_string(),
+        })?;
     Ok(Some(current.generation))
 }
 
@@ -600,7 +649,8 @@ fn open_live_store(vfs: &Arc<dyn Vfs>, dir: &Path, config: &Config) -> Result<(E
     let generation = 1;
     let store = store_dir(dir, generation);
     if vfs.exists(&store).ctx("stat", &store)? {
-        vfs.remove_dir_all(&store).ctx("remove unnamed store", &store)?;
+        vfs.remove_dir_all(&store)
+            .ctx("remove unnamed store", &store)?;
     }
     let config = Config {
         create_if_missing: true,
@@ -635,12 +685,17 @@ fn remove_all_but(vfs: &Arc<dyn Vfs>, dir: &Path, doomed: impl Fn(&str) -> bool)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
-    async fn build_snapshot(&mut self) -> std::result::Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+    async fn build_snapshot(
+        &mut self,
+    ) -> std::result::Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let _one_at_a_time = self.shared.build.lock().await;
         let store = self.clone();
-        blocking(move || store.build_blocking())
-            .await
-            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, openraft::AnyError::new(&e))))
+        blocking(move || store.build_blocking()).await.map_err(|e| {
+            StorageError::from(StorageIOError::write_snapshot(
+                None,
+                openraft::AnyError::new(&e),
+            ))
+        })
     }
 }
 
@@ -651,7 +706,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(self.applied())
     }
 
-    async fn apply<I>(&mut self, entries: I) -> std::result::Result<Vec<Response>, StorageError<NodeId>>
+    async fn apply<I>(
+        &mut self,
+        entries: I,
+    ) -> std::result::Result<Vec<Response>, StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,

@@ -59,7 +59,9 @@ pub struct Chunk {
 /// Reads `manifest.json` of the snapshot in `dir`.
 pub fn manifest_bytes(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<Vec<u8>> {
     let path = dir.join("manifest.json");
-    let file = vfs.open(&path, OpenMode::Read).ctx("open manifest", &path)?;
+    let file = vfs
+        .open(&path, OpenMode::Read)
+        .ctx("open manifest", &path)?;
     let len = file.len().ctx("stat manifest", &path)?;
     if len > MANIFEST_BYTES_MAX {
         return Err(Error::Corrupted {
@@ -68,7 +70,8 @@ pub fn manifest_bytes(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<Vec<u8>> {
         });
     }
     let mut bytes = vec![0u8; len as usize];
-    file.read_exact_at(&mut bytes, 0).ctx("read manifest", &path)?;
+    file.read_exact_at(&mut bytes, 0)
+        .ctx("read manifest", &path)?;
     Ok(bytes)
 }
 
@@ -137,14 +140,18 @@ impl SnapshotSender {
             let file = match &self.open {
                 Some(file) => Arc::clone(file),
                 None => {
-                    let file = self.vfs.open(&path, OpenMode::Read).ctx("open snapshot file", &path)?;
+                    let file = self
+                        .vfs
+                        .open(&path, OpenMode::Read)
+                        .ctx("open snapshot file", &path)?;
                     self.open = Some(Arc::clone(&file));
                     file
                 }
             };
             let take = self.chunk_bytes.min(len - self.offset);
             let mut bytes = vec![0u8; take as usize];
-            file.read_exact_at(&mut bytes, self.offset).ctx("read snapshot file", &path)?;
+            file.read_exact_at(&mut bytes, self.offset)
+                .ctx("read snapshot file", &path)?;
             let chunk = Chunk {
                 file: partition.file.clone(),
                 offset: self.offset,
@@ -194,10 +201,15 @@ impl SnapshotReceiver {
             reason,
         };
         if !valid_snapshot_id(snapshot_id) {
-            return Err(refused("the snapshot id is not a valid snapshot name".into()));
+            return Err(refused(
+                "the snapshot id is not a valid snapshot name".into(),
+            ));
         }
         if manifest_bytes.len() as u64 > MANIFEST_BYTES_MAX {
-            return Err(refused(format!("a manifest of {} bytes", manifest_bytes.len())));
+            return Err(refused(format!(
+                "a manifest of {} bytes",
+                manifest_bytes.len()
+            )));
         }
         let tmp_dir = incoming.join(format!(".{snapshot_id}.receiving"));
         let manifest = Manifest::parse(manifest_bytes, &tmp_dir.join("manifest.json"))?;
@@ -205,10 +217,12 @@ impl SnapshotReceiver {
             return Err(refused(format!("the manifest names {:?}", manifest.name)));
         }
         if vfs.exists(&tmp_dir).ctx("stat", &tmp_dir)? {
-            vfs.remove_dir_all(&tmp_dir).ctx("remove stale transfer", &tmp_dir)?;
+            vfs.remove_dir_all(&tmp_dir)
+                .ctx("remove stale transfer", &tmp_dir)?;
         }
         let partitions = tmp_dir.join("partitions");
-        vfs.create_dir_all(&partitions).ctx("create transfer directory", &partitions)?;
+        vfs.create_dir_all(&partitions)
+            .ctx("create transfer directory", &partitions)?;
         Ok(SnapshotReceiver {
             vfs,
             snapshot_id: snapshot_id.to_string(),
@@ -261,7 +275,9 @@ impl SnapshotReceiver {
         let len = u64::from(partition.page_count) * page_size;
         let chunk_len = chunk.bytes.len() as u64;
         if chunk_len == 0 || chunk_len % page_size != 0 || chunk_len > CHUNK_BYTES_MAX {
-            return Err(self.refused(format!("{chunk_len} bytes is not 1 ..= 64 MiB of whole pages")));
+            return Err(self.refused(format!(
+                "{chunk_len} bytes is not 1 ..= 64 MiB of whole pages"
+            )));
         }
         if chunk.offset + chunk_len > len {
             return Err(self.refused(format!(
@@ -288,12 +304,16 @@ impl SnapshotReceiver {
         let file = match &self.open {
             Some(file) => Arc::clone(file),
             None => {
-                let file = self.vfs.open(&path, OpenMode::CreateNew).ctx("create received file", &path)?;
+                let file = self
+                    .vfs
+                    .open(&path, OpenMode::CreateNew)
+                    .ctx("create received file", &path)?;
                 self.open = Some(Arc::clone(&file));
                 file
             }
         };
-        file.write_all_at(&chunk.bytes, chunk.offset).ctx("write received chunk", &path)?;
+        file.write_all_at(&chunk.bytes, chunk.offset)
+            .ctx("write received chunk", &path)?;
         self.received += chunk_len;
         Ok(())
     }
@@ -318,24 +338,39 @@ impl SnapshotReceiver {
                 });
             }
             let path = self.tmp_dir.join(&partition.file);
-            let file = self.vfs.open(&path, OpenMode::Create).ctx("open received file", &path)?;
+            let file = self
+                .vfs
+                .open(&path, OpenMode::Create)
+                .ctx("open received file", &path)?;
             file.sync_all().ctx("fsync received file", &path)?;
         }
-        self.vfs.sync_dir(&partitions_dir).ctx("fsync", &partitions_dir)?;
+        self.vfs
+            .sync_dir(&partitions_dir)
+            .ctx("fsync", &partitions_dir)?;
         let manifest_path = self.tmp_dir.join("manifest.json");
         let file = self
             .vfs
             .open(&manifest_path, OpenMode::CreateNew)
             .ctx("create received manifest", &manifest_path)?;
-        file.write_all_at(&self.manifest_bytes, 0).ctx("write received manifest", &manifest_path)?;
-        file.sync_all().ctx("fsync received manifest", &manifest_path)?;
-        self.vfs.sync_dir(&self.tmp_dir).ctx("fsync", &self.tmp_dir)?;
+        file.write_all_at(&self.manifest_bytes, 0)
+            .ctx("write received manifest", &manifest_path)?;
+        file.sync_all()
+            .ctx("fsync received manifest", &manifest_path)?;
+        self.vfs
+            .sync_dir(&self.tmp_dir)
+            .ctx("fsync", &self.tmp_dir)?;
         let final_dir = self.incoming.join(&self.snapshot_id);
         if self.vfs.exists(&final_dir).ctx("stat", &final_dir)? {
-            self.vfs.remove_dir_all(&final_dir).ctx("remove older copy", &final_dir)?;
+            self.vfs
+                .remove_dir_all(&final_dir)
+                .ctx("remove older copy", &final_dir)?;
         }
-        self.vfs.rename(&self.tmp_dir, &final_dir).ctx("publish received snapshot", &final_dir)?;
-        self.vfs.sync_dir(&self.incoming).ctx("fsync", &self.incoming)?;
+        self.vfs
+            .rename(&self.tmp_dir, &final_dir)
+            .ctx("publish received snapshot", &final_dir)?;
+        self.vfs
+            .sync_dir(&self.incoming)
+            .ctx("fsync", &self.incoming)?;
         self.finished = true;
         Ok(final_dir)
     }
