@@ -88,6 +88,8 @@ pub mod seeded {
 
     /// `build_snapshot` releases the apply lock before the snapshot's cut (breaks RA1).
     pub static CUT_OUTSIDE_APPLY_LOCK: AtomicBool = AtomicBool::new(false);
+    /// `install_snapshot` names the new store in `CURRENT` before restoring it (breaks RA2).
+    pub static INSTALL_COMMITS_BEFORE_RESTORE: AtomicBool = AtomicBool::new(false);
 }
 
 const CURRENT_FILE: &str = "CURRENT";
@@ -219,6 +221,11 @@ impl StateMachineStore {
         }
         vfs.sync_dir(dir)
             .ctx("fsync state machine directory", dir)?;
+        // The directory's own entry (L4).
+        if let Some(parent) = dir.parent() {
+            vfs.sync_dir(parent)
+                .ctx("fsync state machine directory's parent", parent)?;
+        }
         let (engine, generation) = open_live_store(&vfs, dir, &config)?;
         remove_all_but(&vfs, dir, |name| {
             name.starts_with("store-") && name != format!("store-{generation}")
@@ -487,6 +494,9 @@ impl StateMachineStore {
         if vfs.exists(&new_dir).ctx("stat", &new_dir)? {
             vfs.remove_dir_all(&new_dir)
                 .ctx("remove stale store", &new_dir)?;
+        }
+        if seeded::INSTALL_COMMITS_BEFORE_RESTORE.load(Ordering::Relaxed) {
+            write_current(vfs, dir, generation)?;
         }
         deltasnap::restore_on(vfs, &local, &new_dir)?;
         // 3. Open it and check it holds what the meta says.
