@@ -37,8 +37,9 @@
 //!   earlier segment is `Error::Corrupted` (a flushed entry is gone).
 //!
 //! **RA3** (the log is purged up to a snapshot only once that snapshot is durable): `purge`
-//! asks the [`PurgeGuard`] the state machine updates once a snapshot is published (fsynced and
-//! renamed by the engine) or installed, and refuses with `Error::PurgePastDurableSnapshot`.
+//! waits on the [`PurgeGuard`], which the state machine moves forward once a snapshot is
+//! published (fsynced and renamed by the engine) or installed (after its commit), and refuses
+//! with `Error::PurgePastDurableSnapshot` after `PURGE_WAIT_MAX`.
 //!
 //! # Memory
 //!
@@ -51,13 +52,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use deltasnap::vfs::{OpenMode, Vfs, VfsFile};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{
-    Entry, LogId, OptionalSend, RaftLogId, RaftLogReader, StorageError, StorageIOError, Vote,
-};
+use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{blocking, Error, IoContext, Result};
@@ -68,13 +68,15 @@ pub const SEGMENT_BYTES_ROLL: u64 = 8 << 20;
 /// The largest record body accepted (an entry's JSON); a longer length on disk is corruption.
 pub const RECORD_BYTES_MAX: u32 = 64 << 20;
 const RECORD_HEADER_BYTES: u64 = 8;
+/// How long a purge waits for the snapshot that covers it to become durable (RA3).
+pub const PURGE_WAIT_MAX: Duration = Duration::from_secs(60);
 const STATE_FILE: &str = "STATE";
 const STATE_TMP_FILE: &str = "STATE.tmp";
 
 /// What the log store may purge: nothing past the last durable snapshot (RA3). The state
 /// machine moves it forward when a snapshot is published or installed; the log store checks it.
 #[derive(Debug, Clone)]
-pub struct PurgeGuard(Arc<Mutex<GuardState>>);
+pub struct PurgeGuard(Arc<(Mutex<GuardState>, Condvar)>);
 
 #[derive(Debug, Clone, Copy)]
 enum GuardState {
@@ -87,39 +89,68 @@ enum GuardState {
 impl PurgeGuard {
     /// A guard with no durable snapshot yet: every purge is refused until one is.
     pub fn new() -> Self {
-        PurgeGuard(Arc::new(Mutex::new(GuardState::Durable(None))))
+        PurgeGuard(Arc::new((
+            Mutex::new(GuardState::Durable(None)),
+            Condvar::new(),
+        )))
     }
 
     /// A guard that allows every purge. Only for running openraft's storage test suite, whose
     /// purge tests have no snapshot; a node never uses it.
     pub fn unguarded() -> Self {
-        PurgeGuard(Arc::new(Mutex::new(GuardState::Unguarded)))
+        PurgeGuard(Arc::new((
+            Mutex::new(GuardState::Unguarded),
+            Condvar::new(),
+        )))
     }
 
     /// Records that a snapshot covering entries `..= index` is durable.
     pub fn snapshot_durable(&self, index: u64) {
-        let mut state = lock(&self.0);
+        let mut state = lock(&self.0 .0);
         if let GuardState::Durable(durable) = &mut *state {
             *durable = Some(durable.map_or(index, |d| d.max(index)));
         }
+        self.0 .1.notify_all();
     }
 
     /// The last index a durable snapshot covers (`None` if unguarded or none yet).
     pub fn durable_index(&self) -> Option<u64> {
-        match *lock(&self.0) {
+        match *lock(&self.0 .0) {
             GuardState::Unguarded => None,
             GuardState::Durable(durable) => durable,
         }
     }
 
-    fn check(&self, upto: u64) -> Result<()> {
-        match *lock(&self.0) {
-            GuardState::Unguarded => Ok(()),
-            GuardState::Durable(durable) if durable.is_some_and(|d| upto <= d) => Ok(()),
-            GuardState::Durable(durable) => Err(Error::PurgePastDurableSnapshot {
-                requested: upto,
-                durable,
-            }),
+    /// Waits until a durable snapshot covers `upto`, for at most `wait`; refuses after.
+    ///
+    /// Why wait: on a follower, openraft 0.9 issues the purge of the log a snapshot covers
+    /// right after it hands the install to the state machine, without waiting for the install
+    /// to end (`following_handler::install_full_snapshot`). Purging then would leave a node
+    /// that crashes mid-install with neither the entries nor the snapshot. The purge waits for
+    /// the install's commit instead (RA3).
+    fn wait_durable(&self, upto: u64, wait: Duration) -> Result<()> {
+        let deadline = Instant::now() + wait;
+        let mut state = lock(&self.0 .0);
+        loop {
+            match *state {
+                GuardState::Unguarded => return Ok(()),
+                GuardState::Durable(Some(durable)) if upto <= durable => return Ok(()),
+                GuardState::Durable(durable) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(Error::PurgePastDurableSnapshot {
+                            requested: upto,
+                            durable,
+                        });
+                    }
+                    state = self
+                        .0
+                         .1
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .0;
+                }
+            }
         }
     }
 }
@@ -471,7 +502,6 @@ impl LogInner {
     }
 
     fn purge(&mut self, upto: LogId<NodeId>) -> Result<()> {
-        self.guard.check(upto.index)?;
         if self
             .state
             .last_purged
@@ -629,9 +659,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         log_id: LogId<NodeId>,
     ) -> std::result::Result<(), StorageError<NodeId>> {
-        self.with(move |inner| inner.purge(log_id))
-            .await
-            .map_err(|e| to_storage(e, true))
+        // Wait for the snapshot outside the log's lock: replication keeps reading meanwhile.
+        let guard = lock(&self.inner).guard.clone();
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            guard.wait_durable(log_id.index, PURGE_WAIT_MAX)?;
+            lock(&inner).purge(log_id)
+        })
+        .await
+        .map_err(|e| to_storage(e, true))
     }
 }
 
@@ -640,9 +676,4 @@ impl LogStore {
     pub fn log_ids(&self) -> Vec<LogId<NodeId>> {
         lock(&self.inner).index.values().map(|s| s.log_id).collect()
     }
-}
-
-#[allow(dead_code)]
-fn _assert_entry_log_id(entry: &Entry<TypeConfig>) -> &LogId<NodeId> {
-    entry.get_log_id()
 }

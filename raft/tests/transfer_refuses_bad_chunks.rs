@@ -26,8 +26,13 @@ fn entries(range: std::ops::RangeInclusive<u64>) -> Vec<Entry<TypeConfig>> {
 }
 
 fn open(vfs: &Arc<dyn Vfs>, dir: &Path) -> StateMachineStore {
-    StateMachineStore::open(Arc::clone(vfs), dir, support::engine_config(), PurgeGuard::new())
-        .expect("open")
+    StateMachineStore::open(
+        Arc::clone(vfs),
+        dir,
+        support::engine_config(),
+        PurgeGuard::new(),
+    )
+    .expect("open")
 }
 
 /// Streams `snapshot` into `follower`, passing every chunk through `mangle` (which may drop
@@ -42,7 +47,10 @@ fn stream(
     let mut receiver = follower.begin_receive(sender.snapshot_id(), sender.manifest_bytes())?;
     let mut position = 0;
     while let Some(mut chunk) = sender.next_chunk()? {
-        assert!(chunk.bytes.len() as u64 <= PAGE, "a chunk is at most chunk_bytes");
+        assert!(
+            chunk.bytes.len() as u64 <= PAGE,
+            "a chunk is at most chunk_bytes"
+        );
         if let Some(bytes) = mangle(position, chunk.bytes) {
             chunk.bytes = bytes;
             receiver.receive(&chunk)?;
@@ -56,12 +64,18 @@ fn assert_old_state(follower: &StateMachineStore, incoming: &Path, vfs: &Arc<dyn
     let (last, payloads) = follower.read_state().expect("read");
     assert_eq!(last.map(|id| id.index), Some(10));
     assert_eq!(support::pages_of(&payloads), support::model(1..=10));
-    assert!(vfs.read_dir(incoming).expect("list incoming").is_empty(), "a refused transfer leaves nothing");
+    assert!(
+        vfs.read_dir(incoming).expect("list incoming").is_empty(),
+        "a refused transfer leaves nothing"
+    );
 }
 
 #[test]
 fn tampered_truncated_and_gapped_transfers_are_refused_and_the_follower_keeps_its_state() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let vfs = support::std_fs();
     let mut leader = open(&vfs, &dir.path().join("leader"));
@@ -80,21 +94,35 @@ fn tampered_truncated_and_gapped_transfers_are_refused_and_the_follower_keeps_it
         }
         Some(bytes)
     });
-    assert!(matches!(tampered, Err(Error::ChunkCrcMismatch { page: 2, .. })), "{tampered:?}");
+    assert!(
+        matches!(tampered, Err(Error::ChunkCrcMismatch { page: 2, .. })),
+        "{tampered:?}"
+    );
     assert_old_state(&follower, &incoming, &vfs);
 
     // The last chunk never arrives.
     let chunks = {
-        let mut sender = SnapshotSender::open(Arc::clone(&vfs), &snapshot.snapshot.dir, PAGE).expect("open");
+        let mut sender =
+            SnapshotSender::open(Arc::clone(&vfs), &snapshot.snapshot.dir, PAGE).expect("open");
         std::iter::from_fn(|| sender.next_chunk().expect("read")).count()
     };
-    let truncated = stream(&vfs, &snapshot, &follower, |i, bytes| (i + 1 < chunks).then_some(bytes));
-    assert!(matches!(truncated, Err(Error::SnapshotTruncated { .. })), "{truncated:?}");
+    let truncated = stream(&vfs, &snapshot, &follower, |i, bytes| {
+        (i + 1 < chunks).then_some(bytes)
+    });
+    assert!(
+        matches!(truncated, Err(Error::SnapshotTruncated { .. })),
+        "{truncated:?}"
+    );
     assert_old_state(&follower, &incoming, &vfs);
 
     // A chunk in the middle is lost.
-    let gapped = stream(&vfs, &snapshot, &follower, |i, bytes| (i != 1).then_some(bytes));
-    assert!(matches!(gapped, Err(Error::ChunkRefused { .. })), "{gapped:?}");
+    let gapped = stream(&vfs, &snapshot, &follower, |i, bytes| {
+        (i != 1).then_some(bytes)
+    });
+    assert!(
+        matches!(gapped, Err(Error::ChunkRefused { .. })),
+        "{gapped:?}"
+    );
     assert_old_state(&follower, &incoming, &vfs);
 
     // A tampered manifest.
@@ -105,11 +133,15 @@ fn tampered_truncated_and_gapped_transfers_are_refused_and_the_follower_keeps_it
     assert_old_state(&follower, &incoming, &vfs);
 
     // The same snapshot, untouched, goes through and installs.
-    let received = stream(&vfs, &snapshot, &follower, |_, bytes| Some(bytes)).expect("a clean transfer");
+    let received =
+        stream(&vfs, &snapshot, &follower, |_, bytes| Some(bytes)).expect("a clean transfer");
     runtime
         .block_on(follower.install_snapshot(
             &snapshot.meta,
-            Box::new(SnapshotDir { vfs: Arc::clone(&vfs), dir: received }),
+            Box::new(SnapshotDir {
+                vfs: Arc::clone(&vfs),
+                dir: received,
+            }),
         ))
         .expect("install");
     let (last, payloads) = follower.read_state().expect("read");
