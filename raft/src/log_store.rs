@@ -78,19 +78,21 @@ const STATE_TMP_FILE: &str = "STATE.tmp";
 #[derive(Debug, Clone)]
 pub struct PurgeGuard(Arc<(Mutex<GuardState>, Condvar)>);
 
-#[derive(Debug, Clone, Copy)]
-enum GuardState {
+#[derive(Debug, Clone, Copy, Default)]
+struct GuardState {
     /// For openraft's storage suite, which purges with no snapshot at all.
-    Unguarded,
+    unguarded: bool,
     /// The last log index that a durable snapshot covers.
-    Durable(Option<u64>),
+    durable: Option<u64>,
+    /// Installs that failed: a purge waiting for one gives up.
+    installs_failed: u64,
 }
 
 impl PurgeGuard {
-    /// A guard with no durable snapshot yet: every purge is refused until one is.
+    /// A guard with no durable snapshot yet: a purge waits until one covers it.
     pub fn new() -> Self {
         PurgeGuard(Arc::new((
-            Mutex::new(GuardState::Durable(None)),
+            Mutex::new(GuardState::default()),
             Condvar::new(),
         )))
     }
@@ -98,27 +100,31 @@ impl PurgeGuard {
     /// A guard that allows every purge. Only for running openraft's storage test suite, whose
     /// purge tests have no snapshot; a node never uses it.
     pub fn unguarded() -> Self {
-        PurgeGuard(Arc::new((
-            Mutex::new(GuardState::Unguarded),
-            Condvar::new(),
-        )))
+        let state = GuardState {
+            unguarded: true,
+            ..GuardState::default()
+        };
+        PurgeGuard(Arc::new((Mutex::new(state), Condvar::new())))
     }
 
     /// Records that a snapshot covering entries `..= index` is durable.
     pub fn snapshot_durable(&self, index: u64) {
         let mut state = lock(&self.0 .0);
-        if let GuardState::Durable(durable) = &mut *state {
-            *durable = Some(durable.map_or(index, |d| d.max(index)));
-        }
+        state.durable = Some(state.durable.map_or(index, |d| d.max(index)));
+        self.0 .1.notify_all();
+    }
+
+    /// Records that an install failed: a purge waiting for its snapshot gives up at once
+    /// (the node is going down; it must not wait `PURGE_WAIT_MAX` to stop).
+    pub fn install_failed(&self) {
+        lock(&self.0 .0).installs_failed += 1;
         self.0 .1.notify_all();
     }
 
     /// The last index a durable snapshot covers (`None` if unguarded or none yet).
     pub fn durable_index(&self) -> Option<u64> {
-        match *lock(&self.0 .0) {
-            GuardState::Unguarded => None,
-            GuardState::Durable(durable) => durable,
-        }
+        let state = lock(&self.0 .0);
+        (!state.unguarded).then_some(state.durable).flatten()
     }
 
     /// Waits until a durable snapshot covers `upto`, for at most `wait`; refuses after.
@@ -131,26 +137,24 @@ impl PurgeGuard {
     fn wait_durable(&self, upto: u64, wait: Duration) -> Result<()> {
         let deadline = Instant::now() + wait;
         let mut state = lock(&self.0 .0);
+        let installs_failed = state.installs_failed;
         loop {
-            match *state {
-                GuardState::Unguarded => return Ok(()),
-                GuardState::Durable(Some(durable)) if upto <= durable => return Ok(()),
-                GuardState::Durable(durable) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(Error::PurgePastDurableSnapshot {
-                            requested: upto,
-                            durable,
-                        });
-                    }
-                    state = self
-                        .0
-                         .1
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .0;
-                }
+            if state.unguarded || state.durable.is_some_and(|d| upto <= d) {
+                return Ok(());
             }
+            let now = Instant::now();
+            if now >= deadline || state.installs_failed != installs_failed {
+                return Err(Error::PurgePastDurableSnapshot {
+                    requested: upto,
+                    durable: state.durable,
+                });
+            }
+            state = self
+                .0
+                 .1
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
         }
     }
 }

@@ -754,9 +754,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let _no_build = self.shared.build.lock().await;
         let store = self.clone();
         let meta = meta.clone();
-        blocking(move || store.install_blocking(&meta, *snapshot))
-            .await
-            .map_err(storage_error)
+        let result = blocking(move || store.install_blocking(&meta, *snapshot)).await;
+        if result.is_err() {
+            self.shared.guard.install_failed();
+        }
+        result.map_err(storage_error)
     }
 
     async fn get_current_snapshot(
