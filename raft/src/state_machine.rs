@@ -165,6 +165,9 @@ pub fn meta_of(manifest: &Manifest) -> Result<SnapshotMeta<NodeId, BasicNode>> {
 
 type Applied = (Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>);
 
+/// The last applied log id and every replicated page's payload (in page order).
+pub type ReplicatedState = (Option<LogId<NodeId>>, Vec<Vec<u8>>);
+
 fn applied_from(metadata: &BTreeMap<Vec<u8>, Vec<u8>>, what: &str) -> Result<Applied> {
     let decode = |key: &[u8]| -> Result<Option<serde_json::Value>> {
         metadata
@@ -283,7 +286,7 @@ impl StateMachineStore {
 
     /// The replicated pages' payloads and the last applied log id, read under the apply lock so
     /// that the two agree.
-    pub fn read_state(&self) -> Result<(Option<LogId<NodeId>>, Vec<Vec<u8>>)> {
+    pub fn read_state(&self) -> Result<ReplicatedState> {
         let live = lock(&self.shared.live);
         let pages = (0..live.page_count)
             .map(|index| live.engine.read(PageId::new(DATA_PARTITION, index)))

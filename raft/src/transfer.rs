@@ -274,7 +274,7 @@ impl SnapshotReceiver {
         }
         let len = u64::from(partition.page_count) * page_size;
         let chunk_len = chunk.bytes.len() as u64;
-        if chunk_len == 0 || chunk_len % page_size != 0 || chunk_len > CHUNK_BYTES_MAX {
+        if chunk_len == 0 || !chunk_len.is_multiple_of(page_size) || chunk_len > CHUNK_BYTES_MAX {
             return Err(self.refused(format!(
                 "{chunk_len} bytes is not 1 ..= 64 MiB of whole pages"
             )));
