@@ -34,7 +34,8 @@
 //! control file last) into `store-<g+1>`, a directory nothing names yet; 3. open it and check
 //! its `last_applied` again; 4. **commit**: replace `CURRENT` (tmp, fsync, rename, fsync
 //! directory) to name `store-<g+1>`; 5. swap the live engine, close the old one and remove its
-//! store; 6. adopt the snapshot as the current one. A crash before step 4 leaves `CURRENT`
+//! store; 6. move the snapshot from `incoming/` to `snapshots/` and make it the current one
+//! (only now: a snapshot newer than the live state must not be current after a crash). A crash before step 4 leaves `CURRENT`
 //! naming the old store (the half-restored one is removed at open); after it, the new one.
 //! Tested at every I/O operation on `SimFs` by `tests/ra2_install_crash.rs`.
 //!
@@ -488,9 +489,9 @@ impl StateMachineStore {
                 ),
             });
         }
-        // Bring it onto our file system first if it is elsewhere (it is, for a snapshot that
-        // did not come through our own transfer).
-        let local = self.adopt(&data, &meta.snapshot_id)?;
+        // Onto our file system first if it is elsewhere (a snapshot that did not come through
+        // our own transfer).
+        let local = self.stage(&data, &meta.snapshot_id)?;
         let generation = lock(&self.shared.live).generation + 1;
         let new_dir = store_dir(dir, generation);
         // 2. Restore into a directory nothing names yet.
@@ -539,45 +540,47 @@ impl StateMachineStore {
         vfs.sync_dir(dir)
             .ctx("fsync state machine directory", dir)?;
         // 6. The installed snapshot is the current one.
+        self.adopt(&local, &meta.snapshot_id)?;
         self.publish_current(meta)
     }
 
-    /// Makes the snapshot in `data` available under `snapshots/<id>` on our file system: a
-    /// rename if it is in our `incoming/`, a streamed copy otherwise. Returns its path.
-    fn adopt(&self, data: &SnapshotDir, snapshot_id: &str) -> Result<PathBuf> {
+    /// Where to restore `data` from on our file system: where it is if it is ours already
+    /// (received into `incoming/`, or one of our snapshots), else a streamed copy into
+    /// `incoming/`. Nothing is moved into `snapshots/` before the install commits: a snapshot
+    /// newer than the state it would be current for must not survive a crash.
+    fn stage(&self, data: &SnapshotDir, snapshot_id: &str) -> Result<PathBuf> {
+        let ours = Arc::ptr_eq(&data.vfs, &self.shared.vfs);
+        let parent = data.dir.parent();
+        let incoming = self.shared.dir.join(INCOMING_DIR);
+        if ours && (parent == Some(incoming.as_path()) || parent == Some(&self.snapshots_dir())) {
+            return Ok(data.dir.clone());
+        }
+        let manifest = transfer::manifest_bytes(&data.vfs, &data.dir)?;
+        transfer::copy_snapshot(
+            &data.vfs,
+            &data.dir,
+            self.begin_receive(snapshot_id, &manifest)?,
+            transfer::CHUNK_BYTES_DEFAULT,
+        )
+    }
+
+    /// After the commit: moves a staged snapshot from `incoming/` to `snapshots/<id>`.
+    fn adopt(&self, staged: &Path, snapshot_id: &str) -> Result<()> {
         let vfs = &self.shared.vfs;
-        let target = self.snapshots_dir().join(snapshot_id);
-        if data.dir == target {
-            return Ok(target);
+        let snapshots = self.snapshots_dir();
+        let target = snapshots.join(snapshot_id);
+        if staged == target {
+            return Ok(());
         }
         if vfs.exists(&target).ctx("stat", &target)? {
             vfs.remove_dir_all(&target)
                 .ctx("remove snapshot", &target)?;
         }
+        vfs.rename(staged, &target)
+            .ctx("adopt the installed snapshot", &target)?;
         let incoming = self.shared.dir.join(INCOMING_DIR);
-        if Arc::ptr_eq(&data.vfs, vfs) && data.dir.parent() == Some(incoming.as_path()) {
-            vfs.rename(&data.dir, &target)
-                .ctx("adopt received snapshot", &target)?;
-            vfs.sync_dir(&incoming).ctx("fsync", &incoming)?;
-            vfs.sync_dir(&self.snapshots_dir())
-                .ctx("fsync", &self.snapshots_dir())?;
-            return Ok(target);
-        }
-        let received = transfer::copy_snapshot(
-            &data.vfs,
-            &data.dir,
-            self.begin_receive(
-                snapshot_id,
-                &transfer::manifest_bytes(&data.vfs, &data.dir)?,
-            )?,
-            transfer::CHUNK_BYTES_DEFAULT,
-        )?;
-        vfs.rename(&received, &target)
-            .ctx("adopt copied snapshot", &target)?;
         vfs.sync_dir(&incoming).ctx("fsync", &incoming)?;
-        vfs.sync_dir(&self.snapshots_dir())
-            .ctx("fsync", &self.snapshots_dir())?;
-        Ok(target)
+        vfs.sync_dir(&snapshots).ctx("fsync", &snapshots)
     }
 }
 

@@ -128,6 +128,17 @@ fn crash_at_every_io_of_install_leaves_old_or_new_state() {
             }
             other => panic!("crash at op {crash_at}: last_applied {other} is neither old nor new"),
         }
+        // The current snapshot is never ahead of the state it is current for.
+        let current = runtime
+            .block_on(reopened.clone().get_current_snapshot())
+            .expect("current snapshot");
+        let current_last = current
+            .and_then(|c| c.meta.last_log_id)
+            .map_or(0, |id| id.index);
+        assert!(
+            current_last <= last,
+            "crash at op {crash_at}: snapshot at {current_last} is ahead of the state at {last}"
+        );
         reopened.close().expect("close");
         if !crashed {
             assert_eq!(last, NEW_LAST, "the install completed");
