@@ -105,3 +105,28 @@ where
         .await
         .map_err(|e| Error::Task(e.to_string()))?
 }
+
+/// Creates `dir` and its missing parents, fsyncing the parent of each directory created, from
+/// the first that existed down (a directory entry is durable only once its parent is fsynced;
+/// DESIGN L4).
+pub(crate) fn create_dir_all_durable(
+    vfs: &std::sync::Arc<dyn deltasnap::vfs::Vfs>,
+    dir: &std::path::Path,
+) -> Result<()> {
+    let mut missing: Vec<&std::path::Path> = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(path) = cursor {
+        if path.as_os_str().is_empty() || vfs.exists(path).ctx("stat", path)? {
+            break;
+        }
+        missing.push(path);
+        cursor = path.parent();
+    }
+    for path in missing.into_iter().rev() {
+        vfs.create_dir_all(path).ctx("create directory", path)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            vfs.sync_dir(parent).ctx("fsync directory", parent)?;
+        }
+    }
+    Ok(())
+}

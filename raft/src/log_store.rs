@@ -60,7 +60,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{blocking, Error, IoContext, Result};
+use crate::error::{blocking, create_dir_all_durable, Error, IoContext, Result};
 use crate::{NodeId, TypeConfig};
 
 /// A new segment is started once the last one holds this many bytes.
@@ -216,11 +216,7 @@ pub struct LogStore {
 impl LogStore {
     /// Opens (creating it if missing) the log in `dir`, cutting a torn tail (module doc).
     pub fn open(vfs: Arc<dyn Vfs>, dir: &Path, guard: PurgeGuard) -> Result<LogStore> {
-        vfs.create_dir_all(dir).ctx("create log directory", dir)?;
-        if let Some(parent) = dir.parent() {
-            vfs.sync_dir(parent)
-                .ctx("fsync log directory's parent", parent)?;
-        }
+        create_dir_all_durable(&vfs, dir)?;
         let state = read_state(&vfs, dir)?;
         let mut inner = LogInner {
             vfs,

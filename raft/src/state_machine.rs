@@ -64,7 +64,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::error::{blocking, Error, IoContext, Result};
+use crate::error::{blocking, create_dir_all_durable, Error, IoContext, Result};
 use crate::log_store::{lock, write_file_atomic, PurgeGuard};
 use crate::transfer::{self, SnapshotReceiver};
 use crate::{Command, NodeId, Response, SnapshotDir, TypeConfig};
@@ -217,18 +217,9 @@ impl StateMachineStore {
         guard: PurgeGuard,
     ) -> Result<StateMachineStore> {
         config.validate()?;
-        vfs.create_dir_all(dir)
-            .ctx("create state machine directory", dir)?;
+        create_dir_all_durable(&vfs, dir)?;
         for sub in [SNAPSHOTS_DIR, INCOMING_DIR] {
-            vfs.create_dir_all(&dir.join(sub))
-                .ctx("create", &dir.join(sub))?;
-        }
-        vfs.sync_dir(dir)
-            .ctx("fsync state machine directory", dir)?;
-        // The directory's own entry (L4).
-        if let Some(parent) = dir.parent() {
-            vfs.sync_dir(parent)
-                .ctx("fsync state machine directory's parent", parent)?;
+            create_dir_all_durable(&vfs, &dir.join(sub))?;
         }
         let (engine, generation) = open_live_store(&vfs, dir, &config)?;
         remove_all_but(&vfs, dir, |name| {
