@@ -1,4 +1,5 @@
 //! A streamed snapshot whose chunk is tampered with, dropped or missing at the end is refused
+//! (and one cancelled midway is abandoned)
 //! with a named error, and the follower keeps its old state (nothing is left in `incoming/`).
 //! Breaks if pages are not checked against the manifest's crcs on arrival, if a short transfer
 //! is accepted, or if a refused transfer touches the live state.
@@ -123,6 +124,20 @@ fn tampered_truncated_and_gapped_transfers_are_refused_and_the_follower_keeps_it
         matches!(gapped, Err(Error::ChunkRefused { .. })),
         "{gapped:?}"
     );
+    assert_old_state(&follower, &incoming, &vfs);
+
+    // A transfer cancelled midway (the receiver dropped after two chunks).
+    {
+        let mut sender =
+            SnapshotSender::open(Arc::clone(&vfs), &snapshot.snapshot.dir, PAGE).expect("open");
+        let mut receiver = follower
+            .begin_receive(sender.snapshot_id(), sender.manifest_bytes())
+            .expect("begin");
+        for _ in 0..2 {
+            let chunk = sender.next_chunk().expect("read").expect("a chunk");
+            receiver.receive(&chunk).expect("a good chunk");
+        }
+    }
     assert_old_state(&follower, &incoming, &vfs);
 
     // A tampered manifest.
