@@ -37,7 +37,9 @@
 //! store; 6. move the snapshot from `incoming/` to `snapshots/` and make it the current one
 //! (only now: a snapshot newer than the live state must not be current after a crash). A crash before step 4 leaves `CURRENT`
 //! naming the old store (the half-restored one is removed at open); after it, the new one.
-//! Tested at every I/O operation on `SimFs` by `tests/ra2_install_crash.rs`.
+//! A crash between steps 4 and 6 is finished by the next open (the snapshot in `incoming/`
+//! whose last log id is the live store's is adopted). Tested at every I/O operation on
+//! `SimFs` by `tests/ra2_install_crash.rs`.
 //!
 //! # RA3
 //!
@@ -225,8 +227,9 @@ impl StateMachineStore {
         remove_all_but(&vfs, dir, |name| {
             name.starts_with("store-") && name != format!("store-{generation}")
         })?;
-        remove_all_but(&vfs, &dir.join(INCOMING_DIR), |_| true)?;
         let (last_applied, membership) = applied_from(&engine.metadata()?, "the live store")?;
+        finish_interrupted_install(&vfs, dir, last_applied)?;
+        remove_all_but(&vfs, &dir.join(INCOMING_DIR), |_| true)?;
         let page_count = engine
             .partitions()
             .iter()
@@ -570,8 +573,10 @@ impl StateMachineStore {
         vfs.rename(staged, &target)
             .ctx("adopt the installed snapshot", &target)?;
         let incoming = self.shared.dir.join(INCOMING_DIR);
-        vfs.sync_dir(&incoming).ctx("fsync", &incoming)?;
-        vfs.sync_dir(&snapshots).ctx("fsync", &snapshots)
+        // The new entry durable first: a crash between the two fsyncs leaves the snapshot
+        // under both names (open keeps one), never under none.
+        vfs.sync_dir(&snapshots).ctx("fsync", &snapshots)?;
+        vfs.sync_dir(&incoming).ctx("fsync", &incoming)
     }
 }
 
@@ -669,6 +674,41 @@ fn open_live_store(vfs: &Arc<dyn Vfs>, dir: &Path, config: &Config) -> Result<(E
     engine.checkpoint()?;
     write_current(vfs, dir, generation)?;
     Ok((engine, generation))
+}
+
+/// An install that crashed after its commit (step 4) and before its step 6 left the installed
+/// snapshot in `incoming/`: the live store is at that snapshot's last log id. Step 6 is done
+/// now, so the node does not come up with a state whose log is purged and no snapshot covers it
+/// (openraft purges a follower's log up to an installed snapshot). Everything else in
+/// `incoming/` is an unfinished or uninstalled transfer, removed by the caller.
+fn finish_interrupted_install(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    last_applied: Option<LogId<NodeId>>,
+) -> Result<()> {
+    let incoming = dir.join(INCOMING_DIR);
+    let snapshots = dir.join(SNAPSHOTS_DIR);
+    for name in vfs.read_dir(&incoming).ctx("list", &incoming)? {
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = incoming.join(&name);
+        let Ok(meta) = read_manifest(vfs, &path).and_then(|m| meta_of(&m)) else {
+            continue;
+        };
+        if last_applied.is_some() && meta.last_log_id == last_applied {
+            let target = snapshots.join(&name);
+            if vfs.exists(&target).ctx("stat", &target)? {
+                vfs.remove_dir_all(&target)
+                    .ctx("remove snapshot", &target)?;
+            }
+            vfs.rename(&path, &target)
+                .ctx("adopt the installed snapshot", &target)?;
+            vfs.sync_dir(&snapshots).ctx("fsync", &snapshots)?;
+            vfs.sync_dir(&incoming).ctx("fsync", &incoming)?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes every entry of `dir` whose name `doomed` selects, then fsyncs `dir`.

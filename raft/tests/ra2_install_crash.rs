@@ -139,6 +139,14 @@ fn crash_at_every_io_of_install_leaves_old_or_new_state() {
             current_last <= last,
             "crash at op {crash_at}: snapshot at {current_last} is ahead of the state at {last}"
         );
+        if last == NEW_LAST {
+            // An install that committed is finished: its snapshot is the current one (so a
+            // log that openraft purges up to it is covered, RA3).
+            assert_eq!(
+                current_last, NEW_LAST,
+                "crash at op {crash_at}: installed, but its snapshot is not current"
+            );
+        }
         reopened.close().expect("close");
         if !crashed {
             assert_eq!(last, NEW_LAST, "the install completed");
