@@ -29,6 +29,21 @@
 //!   batch as the entries, which the snapshot captures at its cut, so the manifest's metadata
 //!   carries it.
 
+//!
+//! ## Tests (one behaviour per file under `tests/`)
+//!
+//! | invariant / behaviour | test |
+//! |---|---|
+//! | RA1, meta read from the snapshot | `ra1_snapshot_cut` (snapshots built while batches apply, each restored and compared with the model of entries `<= last_applied`; seeded bug `cut-outside-apply-lock`) |
+//! | RA2 | `ra2_install_crash` (`SimFs`, a crash at every I/O operation of an install; seeded bug `install-commits-before-restore`) |
+//! | log durability, RA3's purge order | `log_store_crash` (`SimFs`, a crash at every I/O operation of votes, appends, a truncate, a purge) |
+//! | openraft's storage contract | `openraft_suite` (`openraft::testing::Suite`) |
+//! | streaming refuses bad input | `transfer_refuses_bad_chunks`, `cluster_tampered_chunk` |
+//! | the cluster | `cluster_lifecycle` (writes, snapshot, learner by install, leader killed, restart from store + log), `cluster_follower_crash_during_install` |
+//!
+//! Seeded bugs of this crate are switched on with `DELTASNAP_RAFT_SEEDED=<name>` for the test
+//! that names them ([`state_machine::seeded`]); the engine's `Bug` enum is not touched.
+
 pub mod error;
 pub mod log_store;
 pub mod network;
