@@ -1391,8 +1391,13 @@ impl Controller {
             match self.call("checkpoint (no writer)", || engine.checkpoint())? {
                 Ok(_) => {
                     shared.clock.made_durable(start);
-                    check_memory(engine, true)
-                        .map_err(|v| format!("after a checkpoint with no writer: {v}"))?;
+                    check_memory(engine, true).map_err(|v| {
+                        format!(
+                            "after a checkpoint with no writer: {v}; stats {:?}; jobs {:?}",
+                            engine.stats(),
+                            engine.jobs()
+                        )
+                    })?;
                 }
                 Err(error) if expected_failure(&error) => {}
                 Err(error) => return Err(format!("checkpoint (no writer): {error}")),

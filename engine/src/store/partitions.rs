@@ -133,8 +133,11 @@ impl Store {
             .values()
             .filter(|p| {
                 let shape = p.shape.lock();
+                // Dropped at or before `epoch`: a partition created after `epoch` (no shape at
+                // it) and already dropped again belongs to a later checkpoint, which must still
+                // find it to return its pages' dirty bytes (L3).
                 !shape.latest().exists
-                    && shape.at(epoch).is_none_or(|s| !s.exists)
+                    && shape.at(epoch).is_some_and(|s| !s.exists)
                     && !held.contains_key(&p.id)
             })
             .cloned()
