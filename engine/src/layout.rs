@@ -18,9 +18,33 @@
 //! The redo segments' own names (`<first-lsn>.log`, `.spare-<n>`) belong to the redo log and are
 //! built in `wal::segment`, next to the parser that reads them back.
 
+use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::sync::Arc;
 use crate::types::PartitionId;
+use crate::vfs::Vfs;
+
+/// Whether a store may be created in `dir` (which exists and holds no control file): it is
+/// empty, or holds only what an interrupted creation leaves behind (the lock file, the snapshot
+/// marker directory, `CONTROL.tmp`, and empty `partitions/` and `wal/`), which the creation then
+/// finishes. Anything else is not ours: the engine never creates a store over it.
+pub(crate) fn is_new_store_dir(vfs: &Arc<dyn Vfs>, dir: &Path) -> io::Result<bool> {
+    for name in vfs.read_dir(dir)? {
+        let ours = match name.as_str() {
+            LOCK_FILE_NAME | SNAPSHOTS_TMP_DIR | CONTROL_TMP_FILE_NAME => true,
+            PARTITIONS_DIR | WAL_DIR => {
+                let sub = dir.join(&name);
+                vfs.is_dir(&sub)? && vfs.read_dir(&sub)?.is_empty()
+            }
+            _ => false,
+        };
+        if !ours {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
 
 /// The control file's name inside a store directory (format.md §4).
 pub(crate) const CONTROL_FILE_NAME: &str = "CONTROL";

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use crate::bugs::{self, Bug};
 use crate::error::{Error, IoContext, Result};
-use crate::layout::{CONTROL_FILE_NAME, LOCK_FILE_NAME, SNAPSHOTS_TMP_DIR};
+use crate::layout::{self, CONTROL_FILE_NAME, LOCK_FILE_NAME};
+use crate::snapshot::dirs::create_dir_all_durable;
 use crate::sync::Arc;
 use crate::vfs::{OpenMode, StdFs, Vfs, VfsFile};
 
@@ -48,7 +49,8 @@ impl StoreLock {
             if !create_if_missing {
                 return Ok(None); // recovery reports the missing store
             }
-            vfs.create_dir_all(dir).ctx("create store directory", dir)?;
+            // Durably: a store whose directory a power cut can take must not be reported open.
+            create_dir_all_durable(vfs, dir)?;
         } else if !holds_store_or_nothing(vfs, dir)? {
             return Ok(None);
         }
@@ -80,11 +82,9 @@ impl StoreLock {
 /// Whether `dir` holds a store (a control file) or nothing the engine would refuse to create a
 /// store over.
 fn holds_store_or_nothing(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<bool> {
-    let entries = vfs.read_dir(dir).ctx("list store directory", dir)?;
-    Ok(entries.iter().any(|e| e == CONTROL_FILE_NAME)
-        || entries
-            .iter()
-            .all(|e| e == LOCK_FILE_NAME || e == SNAPSHOTS_TMP_DIR))
+    let control = dir.join(CONTROL_FILE_NAME);
+    Ok(vfs.exists(&control).ctx("stat control file", &control)?
+        || layout::is_new_store_dir(vfs, dir).ctx("list store directory", dir)?)
 }
 
 fn read_pid(file: &dyn VfsFile) -> Option<u32> {

@@ -14,10 +14,7 @@ use crate::config::{Config, RecoveryReport};
 use crate::control::{self, ControlData};
 use crate::epoch::Epochs;
 use crate::error::{Error, IoContext, Result};
-use crate::layout::{
-    self, CONTROL_FILE_NAME, CONTROL_TMP_FILE_NAME, LOCK_FILE_NAME, PARTITIONS_DIR,
-    SNAPSHOTS_TMP_DIR, WAL_DIR,
-};
+use crate::layout::{self, CONTROL_FILE_NAME, CONTROL_TMP_FILE_NAME, PARTITIONS_DIR, WAL_DIR};
 use crate::memory::{Budget, Partition, Versioned};
 use crate::snapshot::unfinished;
 use crate::store::{MetadataMap, Recovered, Store};
@@ -272,18 +269,14 @@ fn remove_stale_files(
 /// Creates an empty store in `dir`, refusing a directory that holds anything else.
 fn create_store(vfs: &Arc<dyn Vfs>, dir: &Path, config: &Config) -> Result<()> {
     if vfs.exists(dir).ctx("stat store directory", dir)? {
-        let entries = vfs.read_dir(dir).ctx("list store directory", dir)?;
-        let foreign: Vec<_> = entries
-            .iter()
-            .filter(|e| e.as_str() != SNAPSHOTS_TMP_DIR && e.as_str() != LOCK_FILE_NAME)
-            .collect();
-        if !foreign.is_empty() {
+        if !layout::is_new_store_dir(vfs, dir).ctx("list store directory", dir)? {
+            let entries = vfs.read_dir(dir).ctx("list store directory", dir)?;
             return Err(Error::NotAStore {
                 dir: dir.to_path_buf(),
                 reason: format!(
-                    "no {CONTROL_FILE_NAME} file, but the directory is not empty ({} entries, e.g. {:?}); refusing to create a store over it",
-                    foreign.len(),
-                    foreign[0]
+                    "no {CONTROL_FILE_NAME} file, but the directory holds other files than an interrupted creation leaves ({} entries, e.g. {:?}); refusing to create a store over it",
+                    entries.len(),
+                    entries.first()
                 ),
             });
         }
