@@ -9,9 +9,14 @@ use crate::vfs::Vfs;
 
 /// Creates `dir` and its missing parents so that they survive a power cut: a new directory's
 /// entry is durable only once its parent is fsynced (the `vfs` contract; `SimFs` rule 3), so this
-/// fsyncs the parent of every directory it may have created, from the first ancestor that
-/// already existed down to `dir`'s parent. A directory that existed is not synced again: whoever
-/// made it answers for its entry.
+/// fsyncs the parent of every directory it created, from the first ancestor that already existed
+/// down to `dir`'s parent.
+///
+/// It also fsyncs the parents of the ancestors that already existed, up to the root, best
+/// effort: one of them may have been created a moment ago by a concurrent caller (two restores
+/// into sibling directories) that has not fsynced its parent yet, and returning before that
+/// would let a power cut take our directory with it. A failure there (a parent we may not read)
+/// is logged, not returned: that directory was not ours to make durable.
 pub(crate) fn create_dir_all_durable(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<()> {
     // The ancestors that do not exist yet, deepest first (`dir` included).
     let mut missing = Vec::new();
@@ -31,12 +36,22 @@ pub(crate) fn create_dir_all_durable(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<(
         return Ok(());
     }
     for created in missing.iter().rev() {
-        let parent = match created.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        vfs.sync_dir(parent)
-            .ctx("fsync the parent of a new directory", parent)?;
+        vfs.sync_dir(parent_of(created))
+            .ctx("fsync the parent of a new directory", parent_of(created))?;
+    }
+    let mut existing = missing.last().and_then(|top| top.parent());
+    while let Some(path) = existing.filter(|p| !p.as_os_str().is_empty() && p.parent().is_some()) {
+        if let Err(error) = vfs.sync_dir(parent_of(path)) {
+            tracing::debug!(dir = %parent_of(path).display(), %error, "could not fsync an existing ancestor of a new directory");
+        }
+        existing = path.parent();
     }
     Ok(())
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
 }
