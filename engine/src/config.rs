@@ -9,8 +9,13 @@ use crate::format;
 use crate::types::{Epoch, Lsn};
 use crate::wal::TailCut;
 
-/// Largest metadata key and value, in bytes.
+/// Largest metadata key, in bytes (keys are `1 ..= 1024` bytes). A longer or empty key is
+/// refused with `Error::InvalidArgument` by `Engine::metadata_put` and `metadata_delete`, and a
+/// manifest holding one does not parse.
 pub const METADATA_KEY_BYTES_MAX: usize = 1024;
+/// Largest metadata value, in bytes (1 MiB; an empty value is allowed). A longer value is refused
+/// with `Error::InvalidArgument` by `Engine::metadata_put`, and a manifest holding one does not
+/// parse.
 pub const METADATA_VALUE_BYTES_MAX: usize = 1 << 20;
 
 /// Engine configuration. `Config::default()` suits a store of a few GiB.
@@ -178,6 +183,8 @@ pub struct RecoveryReport {
     pub created: bool,
     /// The checkpoint recovery started from.
     pub checkpoint_epoch: Epoch,
+    /// Where replay began: the replay-start LSN the control file names for that checkpoint
+    /// (every redo record before it is already in the partition files; R1).
     pub replay_start_lsn: Lsn,
     /// Records replayed from the redo log.
     pub records_replayed: u64,
@@ -198,6 +205,7 @@ pub struct RecoveryReport {
 /// Counters of what the engine did since it was opened (also exported through `metrics`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EngineStats {
+    /// Successful page writes (`Engine::write`), each counted once however often it retried.
     pub writes: u64,
     /// Writes that found the cut had passed them and retried in the next epoch.
     pub write_retries: u64,

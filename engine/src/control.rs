@@ -45,6 +45,9 @@ pub struct ControlData {
 }
 
 impl ControlData {
+    /// The bytes of a control file holding `self` (format.md §4): magic, version, page size, body
+    /// length, body, and a crc32c over everything before it. [`ControlData::decode`] reads them
+    /// back unchanged.
     pub fn encode(&self) -> Vec<u8> {
         let mut body = Vec::new();
         body.extend_from_slice(&self.checkpoint_epoch.to_le_bytes());
@@ -72,6 +75,20 @@ impl ControlData {
         out
     }
 
+    /// Parses the bytes of a control file; `file` only names it in errors. Never panics on any
+    /// input: a wrong magic or version, a length that disagrees with the file, a duplicate
+    /// partition or trailing bytes is `Error::Corrupted`, a bad crc `Error::ChecksumMismatch`.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use deltasnap::ControlData;
+    ///
+    /// let data = ControlData { page_size: 4096, ..ControlData::default() };
+    /// let bytes = data.encode();
+    /// assert_eq!(ControlData::decode(&bytes, Path::new("CONTROL"))?, data);
+    /// assert!(ControlData::decode(&bytes[..bytes.len() - 1], Path::new("CONTROL")).is_err());
+    /// # Ok::<(), deltasnap::Error>(())
+    /// ```
     pub fn decode(bytes: &[u8], file: &Path) -> Result<ControlData> {
         let corrupted = |reason: String| Error::Corrupted {
             file: file.to_path_buf(),

@@ -14,7 +14,9 @@ const ENDED_JOBS_MAX: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
+    /// A checkpoint, on demand, by trigger or as a snapshot's cut (DESIGN §3).
     Checkpoint,
+    /// An online snapshot (`Engine::snapshot`), from its request to its published manifest.
     Snapshot,
 }
 
@@ -36,28 +38,41 @@ pub enum JobStage {
     Publishing,
     /// Deleting what the result made unnecessary (redo segments, dropped partitions).
     Cleanup,
+    /// Ended with its result durable (a checkpoint's control file, a snapshot's manifest under
+    /// its final name).
     Complete,
+    /// Ended with an error, or cancelled; [`JobStatus::error`] says why.
     Failed,
 }
 
 /// A job's status at one moment.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct JobStatus {
+    /// Numbers the engine's jobs from 1 in the order they started; unique while the engine is
+    /// open, not across opens.
     pub id: u64,
+    /// Checkpoint or snapshot.
     pub kind: JobKind,
+    /// Where the job is; `Complete` or `Failed` once it ended.
     pub stage: JobStage,
     /// The checkpoint epoch (for a snapshot: its cut epoch, once known).
     pub epoch: Option<Epoch>,
     /// The redo position the job covers (a checkpoint's replay-start LSN).
     pub redo_lsn: Option<Lsn>,
+    /// Pages a checkpoint wrote to partition files so far (0 for a snapshot).
     pub pages_written: u64,
+    /// Bytes written so far: a checkpoint's pages times the page size, a snapshot's bytes copied
+    /// from partition files.
     pub bytes_written: u64,
     /// Bytes the job expects to process in all (a snapshot's copy size), if known.
     pub bytes_total: u64,
+    /// Pages a snapshot captured in its deltas so far (DESIGN §4; 0 for a checkpoint).
     pub delta_pages: u64,
+    /// Wall-clock time the job started.
     pub started_at: SystemTime,
     /// How long the job ran, once it ended.
     pub duration: Option<Duration>,
+    /// Why the job failed, with its context (`Failed` only).
     pub error: Option<String>,
 }
 

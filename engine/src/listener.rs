@@ -14,21 +14,29 @@ use crate::vfs::VfsFile;
 /// A partition as of a checkpoint's cut.
 #[derive(Debug, Clone)]
 pub struct CutPartition {
+    /// Which partition.
     pub id: PartitionId,
     /// The logical page count at the cut.
     pub page_count: u32,
     /// The partition file and its path (the file stays open while the cut is referenced).
     pub file: Arc<dyn VfsFile>,
+    /// Where [`CutPartition::file`] lives (`partitions/part-<id>.dat`, format.md §1).
     pub path: PathBuf,
 }
 
 /// What a listener learns at the cut of checkpoint `epoch`.
 #[derive(Debug, Clone)]
 pub struct CheckpointCut {
+    /// The checkpoint's epoch: it will write exactly the writes of epochs `<= epoch` (K2).
     pub epoch: Epoch,
+    /// The redo log's end when the cut was taken: the replay-start LSN the checkpoint's control
+    /// file will name (C3).
     pub replay_start_lsn: Lsn,
+    /// The store's page size in bytes.
     pub page_size: u32,
+    /// Every partition that exists at the cut, in id order.
     pub partitions: Vec<CutPartition>,
+    /// The metadata map at the cut (deleted keys absent).
     pub metadata: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
