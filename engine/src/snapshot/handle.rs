@@ -11,11 +11,17 @@ use crate::types::Epoch;
 /// A running snapshot's progress.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SnapshotProgress {
+    /// Where the snapshot is: `Waiting` for its cut, `Copying`, `Merging`, `Publishing`, then
+    /// `Complete` or `Failed` (cancelled included).
     pub stage: JobStage,
     /// The cut epoch, once the cut is taken.
     pub cut_epoch: Option<Epoch>,
+    /// Bytes of partition files copied so far; at most `bytes_total`.
     pub bytes_copied: u64,
+    /// Bytes the copy reads in all: the whole pages of the partition files at the cut (0 until
+    /// the cut is taken).
     pub bytes_total: u64,
+    /// Pages the write hook captured in delta files so far (DESIGN §4).
     pub delta_pages: u64,
     /// Every partition is copied (the merge may still wait for the cut checkpoint to end).
     pub copy_done: bool,
@@ -57,7 +63,30 @@ impl SnapshotHandle {
         }
     }
 
-    /// Where the snapshot is.
+    /// Where the snapshot is; cheap (a few atomic loads), so a progress bar may poll it.
+    ///
+    /// ```
+    /// use std::{thread, time::Duration};
+    /// use deltasnap::{Config, Engine, JobStage, PartitionId, SnapshotOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::open(dir.path().join("store"), Config::default())?;
+    /// engine.create_partition(PartitionId(0))?;
+    /// let page = engine.allocate_page(PartitionId(0))?;
+    /// engine.write(page, 0, b"copied")?;
+    /// let snapshot = engine.snapshot(SnapshotOptions::new(dir.path(), "polled"))?;
+    /// while !snapshot.is_finished() {
+    ///     let progress = snapshot.progress();
+    ///     assert!(progress.bytes_copied <= progress.bytes_total);
+    ///     thread::sleep(Duration::from_millis(1));
+    /// }
+    /// let progress = snapshot.progress();
+    /// assert_eq!(progress.stage, JobStage::Complete);
+    /// assert!(progress.copy_done);
+    /// assert_eq!(progress.bytes_copied, progress.bytes_total);
+    /// assert_eq!(Some(snapshot.wait()?.cut_epoch), progress.cut_epoch);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn progress(&self) -> SnapshotProgress {
         let cut_epoch = self.shared.cut_epoch.load(Ordering::Acquire);
         SnapshotProgress {
@@ -74,7 +103,29 @@ impl SnapshotHandle {
 
     /// Stops the snapshot: closes every hook, stops the copier (also in a rate limiter's wait),
     /// removes the temporary directory. `wait` then returns `Error::Cancelled` (unless the
-    /// snapshot had already published).
+    /// snapshot had already published). Returns at once; `wait` returns once the cleanup is done.
+    ///
+    /// ```
+    /// use deltasnap::{Config, Engine, Error, PartitionId, SnapshotOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::open(dir.path().join("store"), Config::default())?;
+    /// engine.create_partition(PartitionId(0))?;
+    /// for _ in 0..16 {
+    ///     let page = engine.allocate_page(PartitionId(0))?;
+    ///     engine.write(page, 0, b"slow to copy")?;
+    /// }
+    /// // 16 pages at 4 KiB/s: the copy would take seconds.
+    /// let mut options = SnapshotOptions::new(dir.path(), "cancelled");
+    /// options.rate_limit_bytes_per_sec = Some(4096);
+    /// let snapshot = engine.snapshot(options)?;
+    /// snapshot.cancel();
+    /// assert!(matches!(snapshot.wait(), Err(Error::Cancelled)));
+    /// assert!(!dir.path().join("cancelled").exists());
+    /// // The slot is free again.
+    /// engine.snapshot(SnapshotOptions::new(dir.path(), "next"))?.wait()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cancel(&self) {
         self.shared.cancel();
     }
@@ -84,7 +135,27 @@ impl SnapshotHandle {
         self.shared.finished.load(Ordering::Acquire)
     }
 
-    /// Waits for the snapshot to end; returns its manifest once it is published.
+    /// Waits for the snapshot to end; returns its manifest once it is published (durably:
+    /// files, manifest, directory and its parent fsynced, L4). Errors: `Error::Cancelled` after
+    /// [`cancel`](SnapshotHandle::cancel) or `Engine::close`; the cause of an I/O failure in the
+    /// copier, hook or merge (the snapshot fails, never the checkpoint or the writers);
+    /// `Error::Poisoned` if a checkpoint failed while the snapshot waited on it (L2: the wait
+    /// always ends).
+    ///
+    /// ```
+    /// use deltasnap::{Config, Engine, PartitionId, SnapshotOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::open(dir.path().join("store"), Config::default())?;
+    /// engine.create_partition(PartitionId(2))?;
+    /// let page = engine.allocate_page(PartitionId(2))?;
+    /// engine.write(page, 0, b"at the cut")?;
+    /// let manifest = engine.snapshot(SnapshotOptions::new(dir.path(), "waited"))?.wait()?;
+    /// assert_eq!(manifest.name, "waited");
+    /// assert_eq!(manifest.partitions[0].page_count, 1);
+    /// assert!(dir.path().join("waited/manifest.json").exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(self) -> Result<Manifest> {
         let handle = self.thread.lock().take().expect("wait consumes the handle");
         handle

@@ -31,9 +31,12 @@ pub(crate) const MANIFEST_BYTES_MAX: u64 = 1 << 30;
 /// One partition of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestPartition {
+    /// The partition's id ([`PartitionId`]'s number); strictly increasing along
+    /// [`Manifest::partitions`].
     pub id: u32,
     /// Relative path of the partition file; must be `partitions/part-<id>.dat`.
     pub file: String,
+    /// The partition's logical page count at the cut: its file holds exactly this many pages.
     pub page_count: u32,
     /// Footer crc of every page, by index.
     pub page_crcs: Vec<u32>,
@@ -42,7 +45,10 @@ pub struct ManifestPartition {
 /// One metadata entry, hex-encoded so any bytes survive JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestMetadata {
+    /// The key, in hex: `1 ..=` [`METADATA_KEY_BYTES_MAX`] bytes once decoded; keys
+    /// strictly increasing along [`Manifest::metadata`].
     pub key_hex: String,
+    /// The value, in hex: at most [`METADATA_VALUE_BYTES_MAX`] bytes once decoded.
     pub value_hex: String,
 }
 
@@ -53,17 +59,27 @@ pub struct Manifest {
     /// The format version. [`Manifest::to_json`] always writes the current one,
     /// [`MANIFEST_FORMAT_VERSION`] (the file it writes carries a crc), whatever this says.
     pub format_version: u32,
+    /// The snapshot's name, the last component of its directory (`SnapshotOptions::name`).
     pub name: String,
+    /// When the manifest was written, in milliseconds since the Unix epoch (informational).
     pub created_unix_ms: u64,
-    /// The snapshot holds exactly the writes whose receipt epoch is `<= cut_epoch`.
+    /// The snapshot holds exactly the writes whose receipt epoch is `<= cut_epoch` (S1). Range
+    /// `1 ..=` [`CUT_EPOCH_MAX`].
     pub cut_epoch: Epoch,
     /// The redo position of the cut (the cut checkpoint's replay-start LSN).
+    /// Range `0 ..=` [`CUT_LSN_MAX`].
     pub cut_lsn: Lsn,
+    /// The store's page size in bytes (a power of two in `512 ..= 65536`); a restore creates a
+    /// store of this page size.
     pub page_size: u32,
+    /// The policy the write hook captured by (informational: both give the same pages).
     pub delta_policy: DeltaPolicy,
     /// Pages taken from delta files by the merge.
+    /// At most the snapshot's total page count.
     pub delta_pages: u64,
+    /// Every partition that existed at the cut, in increasing id order.
     pub partitions: Vec<ManifestPartition>,
+    /// The metadata map at the cut, in increasing key order.
     pub metadata: Vec<ManifestMetadata>,
 }
 
@@ -302,6 +318,7 @@ impl Manifest {
             .collect()
     }
 
+    /// The ids of the snapshot's partitions, in increasing order.
     pub fn partition_ids(&self) -> Vec<PartitionId> {
         self.partitions.iter().map(|p| PartitionId(p.id)).collect()
     }

@@ -34,6 +34,8 @@ pub struct SnapshotOptions {
     pub target_dir: PathBuf,
     /// The snapshot's name: 1 to 128 of `[A-Za-z0-9._-]`, not starting with `.`.
     pub name: String,
+    /// Which pages the write hook captures while the copy runs (DESIGN §4): `Full` (Ignite's
+    /// rule, the default) or `CursorAware` (smaller deltas). Both give the same snapshot (S1).
     pub delta_policy: DeltaPolicy,
     /// Bytes per second the copier may copy; `None`: as fast as the disk goes. `Some(r)` needs
     /// `r >= RATE_LIMIT_BYTES_PER_SEC_MIN` (`Some(0)` is refused: use `None` for no limit).
@@ -81,6 +83,28 @@ impl SnapshotOptions {
         })
     }
 
+    /// Options for a snapshot published as `<target_dir>/<name>`, with the defaults:
+    /// [`DeltaPolicy::Full`], no rate limit, 1 MiB chunks. Checks nothing: `Engine::snapshot`
+    /// checks every field when it starts.
+    ///
+    /// ```
+    /// use deltasnap::{Config, DeltaPolicy, Engine, Error, SnapshotOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::open(dir.path().join("store"), Config::default())?;
+    /// let mut options = SnapshotOptions::new(dir.path().join("snapshots"), "nightly-1");
+    /// options.delta_policy = DeltaPolicy::CursorAware;
+    /// options.rate_limit_bytes_per_sec = Some(64 << 20);
+    /// options.chunk_bytes = 256 << 10;
+    /// engine.snapshot(options)?.wait()?;
+    ///
+    /// let bad_name = SnapshotOptions::new(dir.path(), "../escape");
+    /// assert!(matches!(engine.snapshot(bad_name), Err(Error::InvalidArgument(_))));
+    /// let mut no_rate = SnapshotOptions::new(dir.path(), "slow");
+    /// no_rate.rate_limit_bytes_per_sec = Some(0);
+    /// assert!(matches!(engine.snapshot(no_rate), Err(Error::InvalidArgument(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(target_dir: impl Into<PathBuf>, name: impl Into<String>) -> Self {
         SnapshotOptions {
             target_dir: target_dir.into(),

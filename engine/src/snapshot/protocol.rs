@@ -104,8 +104,11 @@ pub enum DeltaPolicy {
 }
 
 impl DeltaPolicy {
+    /// Every policy, for tests, models and benches that cover each one.
     pub const ALL: [DeltaPolicy; 2] = [DeltaPolicy::Full, DeltaPolicy::CursorAware];
 
+    /// The policy's name in command lines and reports: `full` or `cursor-aware` (also its
+    /// `Display`).
     pub fn name(self) -> &'static str {
         match self {
             DeltaPolicy::Full => "full",
@@ -172,8 +175,14 @@ pub enum CloseReason {
 /// being read, `[reading_end, copy_end)` will be read. `copied_end <= reading_end <= copy_end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CopyWindow {
+    /// Pages below this index are copied: the copy holds their content at the cut or later
+    /// content the delta covers.
     pub copied_end: u32,
+    /// End of the chunk the copier announced and is reading; equal to `copied_end` between
+    /// chunks.
     pub reading_end: u32,
+    /// End of the copy: the partition file's length at the cut, in pages (`bytes_on_disk / page
+    /// size`, at most `pages_at_cut`).
     pub copy_end: u32,
 }
 
@@ -187,6 +196,7 @@ pub struct CaptureCounts {
 }
 
 impl CaptureCounts {
+    /// Every page appended to the delta, new and old images together.
     pub fn delta_pages(self) -> u32 {
         self.new_images + self.old_images
     }
@@ -211,7 +221,9 @@ pub enum ProtocolError {
     /// The partition file holds more pages than the partition has: the cut is inconsistent.
     #[error("partition file holds {pages_on_disk} pages but the partition has {pages_at_cut} at the cut")]
     FileLongerThanPartition {
+        /// The partition file's length at the cut, in whole pages.
         pages_on_disk: u64,
+        /// The partition's logical page count at the cut.
         pages_at_cut: u32,
     },
     /// `page_size` is zero.
@@ -220,22 +232,37 @@ pub enum ProtocolError {
     /// A hook decision for `index` has not been completed with `page_write_done`: the hook lock was
     /// released (or never held) between the decision and the file write.
     #[error("hook for page {index} is in flight (hook lock not held across decision and write)")]
-    HookInFlight { index: u32 },
+    HookInFlight {
+        /// The page whose decision is still waiting for its `page_write_done`.
+        index: u32,
+    },
     /// `page_write_done` without a matching `before_page_write`.
     #[error("page_write_done({index}) without a hook in flight for it")]
-    NoHookInFlight { index: u32 },
+    NoHookInFlight {
+        /// The page `page_write_done` named.
+        index: u32,
+    },
     /// The announced window is not a non-empty range after `copied_end` within the copy, or a
     /// chunk is still being read.
     #[error("bad copy window {requested_end} (copied {copied_end}, reading to {reading_end}, copy ends at {copy_end})")]
     BadWindow {
+        /// The chunk end the copier asked to announce.
         requested_end: u32,
+        /// [`CopyWindow::copied_end`] when it asked.
         copied_end: u32,
+        /// [`CopyWindow::reading_end`] when it asked.
         reading_end: u32,
+        /// [`CopyWindow::copy_end`].
         copy_end: u32,
     },
     /// `copy_done` before every page up to `copy_end` was copied.
     #[error("copy done at page {copied_end} of {copy_end}")]
-    CopyIncomplete { copied_end: u32, copy_end: u32 },
+    CopyIncomplete {
+        /// Pages copied so far.
+        copied_end: u32,
+        /// Pages the copy must hold.
+        copy_end: u32,
+    },
     /// `copy_done` twice, or a window transition after it.
     #[error("copy already done")]
     CopyAlreadyDone,
@@ -245,7 +272,9 @@ pub enum ProtocolError {
     /// `close` before both the copy is done and `S` has ended.
     #[error("merge not ready: checkpoint ended {checkpoint_ended}, copy done {copy_done}")]
     NotReady {
+        /// Whether `S` had ended.
         checkpoint_ended: bool,
+        /// Whether the copy was done.
         copy_done: bool,
     },
     /// A transition after `close` or `cancel`.
@@ -542,6 +571,7 @@ impl PartitionSnapshot {
 
     // ----- observers -----
 
+    /// The delta policy the hook decides by, fixed at the cut.
     pub fn policy(&self) -> DeltaPolicy {
         self.policy
     }
@@ -556,6 +586,7 @@ impl PartitionSnapshot {
         self.copy_end
     }
 
+    /// The copier's window now.
     pub fn window(&self) -> CopyWindow {
         CopyWindow {
             copied_end: self.copied_end,
@@ -564,14 +595,20 @@ impl PartitionSnapshot {
         }
     }
 
+    /// Whether [`copy_done`](PartitionSnapshot::copy_done) was accepted: every page below
+    /// `copy_end` is copied.
     pub fn is_copy_done(&self) -> bool {
         self.copy_done
     }
 
+    /// Whether [`checkpoint_ended`](PartitionSnapshot::checkpoint_ended) was accepted: `S` is
+    /// durable and later checkpoints' writes need old images (S3).
     pub fn is_checkpoint_ended(&self) -> bool {
         self.checkpoint_ended
     }
 
+    /// How the hook was closed, if it was; once closed every decision is [`Capture::Closed`]
+    /// (S4).
     pub fn closed(&self) -> Option<CloseReason> {
         self.closed
     }
@@ -582,6 +619,7 @@ impl PartitionSnapshot {
         self.hook_in_flight
     }
 
+    /// The captures the hook asked for so far.
     pub fn captures(&self) -> CaptureCounts {
         self.captures
     }

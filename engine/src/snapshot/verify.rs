@@ -21,7 +21,9 @@ use crate::vfs::{OpenMode, StdFs, Vfs};
 pub struct Problem {
     /// The file concerned, relative to the snapshot directory.
     pub file: String,
+    /// The page index within `file`, when the problem is one page's (a bad crc or index).
     pub page: Option<u32>,
+    /// What is wrong, in words (expected and found values where there are any).
     pub reason: String,
 }
 
@@ -40,19 +42,50 @@ pub struct VerifyReport {
     /// The manifest, if it parsed.
     #[serde(skip)]
     pub manifest: Option<Manifest>,
+    /// Partition files the manifest lists that were checked.
     pub partitions_checked: usize,
+    /// Pages read and checked, over all partitions.
     pub pages_checked: u64,
     /// Every problem found; empty means the snapshot verifies.
     pub problems: Vec<Problem>,
 }
 
 impl VerifyReport {
+    /// Whether the snapshot verifies: its manifest parsed and no problem was found.
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty() && self.manifest.is_some()
     }
 }
 
-/// Verifies the snapshot in `dir` on the real file system. See [`verify_snapshot_on`].
+/// Verifies the snapshot in `dir` on the real file system. See [`verify_snapshot_on`]. Reads
+/// only: it takes no lock and needs no engine, so it may run on a copy on another machine.
+///
+/// ```
+/// use std::fs::OpenOptions;
+/// use std::os::unix::fs::FileExt;
+/// use deltasnap::{verify_snapshot, Config, Engine, PartitionId, SnapshotOptions};
+///
+/// let dir = tempfile::tempdir()?;
+/// let engine = Engine::open(dir.path().join("store"), Config::default())?;
+/// engine.create_partition(PartitionId(0))?;
+/// let page = engine.allocate_page(PartitionId(0))?;
+/// engine.write(page, 0, b"checked")?;
+/// engine.snapshot(SnapshotOptions::new(dir.path(), "good"))?.wait()?;
+///
+/// let snapshot = dir.path().join("good");
+/// let report = verify_snapshot(&snapshot)?;
+/// assert!(report.is_ok());
+/// assert_eq!((report.partitions_checked, report.pages_checked), (1, 1));
+///
+/// // Flip one byte of page 0: the report names the file and the page.
+/// let file = OpenOptions::new().write(true).open(snapshot.join("partitions/part-0.dat"))?;
+/// file.write_all_at(b"X", 0)?;
+/// let report = verify_snapshot(&snapshot)?;
+/// assert!(!report.is_ok());
+/// assert_eq!(report.problems[0].file, "partitions/part-0.dat");
+/// assert_eq!(report.problems[0].page, Some(0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn verify_snapshot(dir: impl AsRef<Path>) -> Result<VerifyReport> {
     verify_snapshot_on(&(Arc::new(StdFs::new()) as Arc<dyn Vfs>), dir.as_ref())
 }
@@ -214,18 +247,52 @@ fn read_manifest(vfs: &Arc<dyn Vfs>, path: &Path) -> Result<Manifest> {
 /// What `restore` made.
 #[derive(Debug, Clone)]
 pub struct RestoreReport {
+    /// The new store's directory, ready for `Engine::open`.
     pub store_dir: PathBuf,
+    /// The snapshot's cut epoch: the restored store holds exactly the writes of epochs `<=
+    /// cut_epoch` (S1), and its next write gets a later epoch.
     pub cut_epoch: u64,
+    /// Partitions restored.
     pub partitions: usize,
+    /// Pages restored, over all partitions.
     pub pages: u64,
 }
 
-/// Restores the snapshot in `snapshot_dir` into `new_store_dir` on the real file system.
+/// Restores the snapshot in `snapshot_dir` into `new_store_dir` on the real file system. See
+/// [`restore_on`] for the checks and the durability. Errors: `Error::InvalidSnapshot` if the
+/// snapshot does not verify, `Error::InvalidArgument` if `new_store_dir` is not empty.
 ///
 /// ```no_run
 /// let report = deltasnap::restore("/backups/nightly", "/data/restored")?;
 /// let engine = deltasnap::Engine::open(&report.store_dir, deltasnap::Config::default())?;
 /// # Ok::<(), deltasnap::Error>(())
+/// ```
+///
+/// A write after the cut is not in the restored store:
+///
+/// ```
+/// use deltasnap::{restore, Config, Engine, Error, PartitionId, SnapshotOptions};
+///
+/// let dir = tempfile::tempdir()?;
+/// let engine = Engine::open(dir.path().join("store"), Config::default())?;
+/// engine.create_partition(PartitionId(0))?;
+/// let page = engine.allocate_page(PartitionId(0))?;
+/// engine.write(page, 0, b"before")?;
+/// engine.metadata_put(b"version", b"1")?;
+/// engine.snapshot(SnapshotOptions::new(dir.path(), "cut"))?.wait()?;
+/// engine.write(page, 0, b"after!")?;
+///
+/// let report = restore(dir.path().join("cut"), dir.path().join("restored"))?;
+/// assert_eq!((report.partitions, report.pages), (1, 1));
+/// let restored = Engine::open(&report.store_dir, Config::default())?;
+/// assert_eq!(&restored.read(page)?[..6], b"before");
+/// assert_eq!(restored.metadata_get(b"version")?, Some(b"1".to_vec()));
+/// assert!(restored.current_epoch() > report.cut_epoch);
+///
+/// // The target must be empty.
+/// let again = restore(dir.path().join("cut"), dir.path().join("restored"));
+/// assert!(matches!(again, Err(Error::InvalidArgument(_))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn restore(
     snapshot_dir: impl AsRef<Path>,
