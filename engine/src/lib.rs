@@ -17,6 +17,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![deny(missing_docs)]
+
 // The engine's modules, one job each (the map and the way imports run: engine/README.md). The
 // contract is the `pub use` list below, with `snapshot` and `vfs` (the file layer `open_on` takes).
 mod calls;

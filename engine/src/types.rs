@@ -19,11 +19,15 @@ impl fmt::Display for PartitionId {
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 pub struct PageId {
+    /// The partition the page belongs to.
     pub partition: PartitionId,
+    /// The page's index in its partition, from 0; valid below the partition's page count.
     pub index: u32,
 }
 
 impl PageId {
+    /// Page `index` of `partition`. Builds the address only: a page that was not allocated is
+    /// refused when used (`Error::PageOutOfRange`).
     pub const fn new(partition: PartitionId, index: u32) -> Self {
         PageId { partition, index }
     }
@@ -48,6 +52,10 @@ pub type Epoch = u64;
 /// epoch; it is durable once a `sync` that started after it returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct WriteReceipt {
+    /// Where the write's redo record starts in the log: the write is durable once
+    /// `Engine::sync` returned an LSN above it.
     pub lsn: Lsn,
+    /// The epoch the write belongs to: the checkpoint of `epoch` (and every later one) holds it
+    /// (K2), and so does a snapshot whose cut epoch is `>= epoch` (S1).
     pub epoch: Epoch,
 }

@@ -45,7 +45,9 @@ use crate::vfs::VfsFile;
 /// A page image as the trace identifies it: its footer's LSN and crc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PageImage {
+    /// The LSN of the page's last write (its footer's): which write the image holds.
     pub lsn: Lsn,
+    /// The footer's crc32c of the page.
     pub crc: u32,
 }
 
@@ -65,6 +67,7 @@ impl PageImage {
 /// One partition at S's cut.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CutPartitionTrace {
+    /// Which partition.
     pub id: PartitionId,
     /// The partition's logical page count.
     pub pages_at_cut: u32,
@@ -79,52 +82,83 @@ pub struct CutPartitionTrace {
 pub enum Event {
     /// S's cut: the hooks of `partitions` are installed (`PartitionSnapshot::at_cut`).
     Cut {
+        /// S's epoch.
         epoch: Epoch,
+        /// Every partition at the cut, in id order.
         partitions: Vec<CutPartitionTrace>,
     },
     /// A checkpoint after S began (its dirty set is frozen; no page of it is written yet).
-    CheckpointBegin { epoch: Epoch },
+    CheckpointBegin {
+        /// The later checkpoint's epoch.
+        epoch: Epoch,
+    },
     /// `before_page_write(page.index)` decided `capture`; `image` is about to be written.
     HookDecided {
+        /// The page about to be written.
         page: PageId,
+        /// What the protocol told the hook to capture.
         capture: Capture,
+        /// The image about to be written (`None` if its footer does not verify).
         image: Option<PageImage>,
     },
     /// The hook appended `image` for `page` to the delta.
     DeltaAppended {
+        /// The page captured.
         page: PageId,
+        /// The captured image: the new one before S ended, the file's old one after.
         image: Option<PageImage>,
     },
     /// `page_write_done(index)`: the file write of the hook call in flight returned. (The hook
     /// call's partition is the one of the decision in flight: the checkpointer makes one hook call
     /// at a time.)
-    PageWriteDone { index: u32 },
+    PageWriteDone {
+        /// The page index of the hook call in flight.
+        index: u32,
+    },
     /// The checkpoint of `epoch` ended (`on_checkpoint_end`; for S, before `checkpoint_ended`
     /// reaches the partitions' protocols).
-    CheckpointEnd { epoch: Epoch },
+    CheckpointEnd {
+        /// The ended checkpoint's epoch.
+        epoch: Epoch,
+    },
     /// `announce(reading_end)`.
     Announce {
+        /// The partition the copier works on.
         partition: PartitionId,
+        /// The end of the chunk it is about to read, in pages.
         reading_end: u32,
     },
     /// The copier copied `images` as pages `first..first + images.len()` (read back from the copy).
     ChunkRead {
+        /// The partition copied.
         partition: PartitionId,
+        /// The chunk's first page.
         first: u32,
+        /// The image of each page of the chunk, in order.
         images: Vec<Option<PageImage>>,
     },
     /// `chunk_copied(copied_end)`.
     ChunkCopied {
+        /// The partition copied.
         partition: PartitionId,
+        /// The copy's new end, in pages.
         copied_end: u32,
     },
     /// `copy_done()`.
-    CopyDone { partition: PartitionId },
+    CopyDone {
+        /// The partition whose copy is done.
+        partition: PartitionId,
+    },
     /// `close()`: the merge may read the delta.
-    Close { partition: PartitionId },
+    Close {
+        /// The partition whose hook closed.
+        partition: PartitionId,
+    },
     /// The merge read the delta: one image per captured page, sorted by index.
     Merge {
+        /// The partition merged.
         partition: PartitionId,
+        /// `(page index, image)` of each delta entry.
         delta: Vec<(u32, Option<PageImage>)>,
     },
     /// A hook was cancelled (the snapshot failed or was cancelled).

@@ -12,8 +12,12 @@ use crate::types::{Epoch, Lsn};
 pub struct CheckpointOutcome {
     /// The checkpoint's epoch; `None` if nothing had changed and it was skipped.
     pub epoch: Option<Epoch>,
+    /// The replay-start LSN the control file now names: this checkpoint's, or the last one's
+    /// if it was skipped. Redo segments wholly before it may be deleted (C3).
     pub replay_start_lsn: Lsn,
+    /// Pages written to partition files (and fsynced, C2); 0 if skipped.
     pub pages_written: u64,
+    /// Wall-clock time from the cut to the end of cleanup.
     pub duration: Duration,
 }
 

@@ -16,6 +16,7 @@ use crate::sync::Arc;
 pub struct StdFs;
 
 impl StdFs {
+    /// The real file system (a unit value: every `StdFs` is the same). `Engine::open` uses one.
     pub fn new() -> Self {
         StdFs
     }
