@@ -70,12 +70,66 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Opens (or creates) the store in `dir` on the real file system.
+    /// Opens (or creates) the store in `dir` on the real file system. See [`Engine::open_on`]
+    /// for what opening does and its errors.
+    ///
+    /// ```
+    /// use deltasnap::{Config, Engine, Error};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::open(dir.path().join("store"), Config::default())?;
+    /// assert!(engine.recovery_report().created);
+    ///
+    /// // One engine per store (L1): a second open fails with a named error.
+    /// let second = Engine::open(dir.path().join("store"), Config::default());
+    /// assert!(matches!(second, Err(Error::StoreLocked { .. })));
+    ///
+    /// // No store is created where none is wanted.
+    /// let config = Config { create_if_missing: false, ..Config::default() };
+    /// let missing = Engine::open(dir.path().join("elsewhere"), config);
+    /// assert!(matches!(missing, Err(Error::NotAStore { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Engine> {
         Engine::open_on(Arc::new(StdFs::new()), dir, config)
     }
 
     /// Opens (or creates) the store in `dir` on `vfs` (e.g. a [`crate::vfs::SimFs`] in tests).
+    ///
+    /// In order: checks `config` ([`Config::validate`]); takes the store's lock (L1,
+    /// `Error::StoreLocked` if another engine holds it); recovers from the control file and the
+    /// redo log (R1: every write whose `sync` returned is back; what it did is in
+    /// [`Engine::recovery_report`]); removes what unfinished snapshots left; starts the
+    /// background threads. Errors: `Error::InvalidArgument` for a bad config,
+    /// `Error::NotAStore` for a directory that holds no store (with `create_if_missing` off) or
+    /// files but no control file, `Error::PageSizeMismatch`, and corruption of the control file
+    /// as `Error::Corrupted` or `Error::ChecksumMismatch` (a torn redo tail is cut, not an error).
+    ///
+    /// On a [`SimFs`](crate::vfs::SimFs), a power cut keeps exactly what was synced, and maybe
+    /// more (a prefix of the writes, R1):
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use deltasnap::vfs::{SimFs, Vfs};
+    /// use deltasnap::{Config, Engine, PartitionId};
+    ///
+    /// let fs = SimFs::new();
+    /// let vfs: Arc<dyn Vfs> = Arc::new(fs.clone());
+    /// let config = Config { background_checkpointer: false, ..Config::default() };
+    /// let engine = Engine::open_on(Arc::clone(&vfs), "/store", config.clone())?;
+    /// engine.create_partition(PartitionId(0))?;
+    /// let page = engine.allocate_page(PartitionId(0))?;
+    /// engine.write(page, 0, b"synced")?;
+    /// engine.sync()?;
+    /// engine.write(page, 0, b"maybe!")?;
+    /// std::mem::forget(engine); // the process dies: no close
+    /// fs.crash(7);
+    ///
+    /// let engine = Engine::open_on(vfs, "/store", config)?;
+    /// let after = engine.read(page)?[..6].to_vec();
+    /// assert!(after == b"synced" || after == b"maybe!");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_on(vfs: Arc<dyn Vfs>, dir: impl AsRef<Path>, config: Config) -> Result<Engine> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
@@ -219,7 +273,28 @@ impl Engine {
         self.store.write(target, bytes)
     }
 
-    /// Reads the page's payload (`payload_size()` bytes).
+    /// Reads the page's payload (`payload_size()` bytes): the latest write to each byte, synced
+    /// or not; a page allocated and never written reads as zeros. Errors:
+    /// `Error::NoSuchPartition`, `Error::PageOutOfRange` for a page not allocated, and, when the
+    /// page had to be read from its partition file, `Error::Io`, or `Error::Corrupted` or
+    /// `Error::ChecksumMismatch` if it does not verify there.
+    ///
+    /// ```
+    /// use deltasnap::{Config, Engine, Error, PageId, PartitionId};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::open(dir.path(), Config::default())?;
+    /// engine.create_partition(PartitionId(0))?;
+    /// let page = engine.allocate_page(PartitionId(0))?;
+    /// assert_eq!(engine.read(page)?, vec![0u8; engine.payload_size()]);
+    /// engine.write(page, 3, b"abc")?;
+    /// assert_eq!(&engine.read(page)?[..6], b"\0\0\0abc");
+    /// assert!(matches!(
+    ///     engine.read(PageId::new(PartitionId(9), 0)),
+    ///     Err(Error::NoSuchPartition(_))
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read(&self, page: PageId) -> Result<Vec<u8>> {
         let _call = self.calls.enter()?;
 
@@ -228,7 +303,22 @@ impl Engine {
     }
 
     /// Makes every write that returned before this call durable (group commit: concurrent
-    /// callers share one fsync). Returns the durable LSN.
+    /// callers share one fsync). Returns the durable LSN: every write whose receipt's `lsn` is
+    /// below it survives a crash (R1). Errors: `Error::WalFailed` once a redo log append or
+    /// fsync failed (the log never retries: reopen), `Error::Closed`.
+    ///
+    /// ```
+    /// use deltasnap::{Config, Engine, PartitionId};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::open(dir.path(), Config::default())?;
+    /// engine.create_partition(PartitionId(0))?;
+    /// let page = engine.allocate_page(PartitionId(0))?;
+    /// let receipt = engine.write(page, 0, b"durable")?;
+    /// let durable_lsn = engine.sync()?;
+    /// assert!(receipt.lsn < durable_lsn);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sync(&self) -> Result<Lsn> {
         let _call = self.calls.enter()?;
 
@@ -332,7 +422,9 @@ impl Engine {
         self.store.metadata_set(key, Some(value.to_vec()))
     }
 
-    /// Deletes metadata `key`.
+    /// Deletes metadata `key` (logged like a put; deleting an absent key is not an error).
+    /// `Error::InvalidArgument` for a key outside `1 ..=` [`METADATA_KEY_BYTES_MAX`](crate::METADATA_KEY_BYTES_MAX)
+    /// bytes. Example: [`Engine::metadata_put`].
     pub fn metadata_delete(&self, key: &[u8]) -> Result<WriteReceipt> {
         let _call = self.calls.enter()?;
 
@@ -340,7 +432,8 @@ impl Engine {
         self.store.metadata_set(key, None)
     }
 
-    /// The value of metadata `key`.
+    /// The value of metadata `key` now (the latest put, synced or not); `None` if absent.
+    /// Example: [`Engine::metadata_put`].
     pub fn metadata_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let _call = self.calls.enter()?;
 
@@ -348,7 +441,19 @@ impl Engine {
         Ok(self.store.metadata_get(key))
     }
 
-    /// The whole metadata map as it is now.
+    /// The whole metadata map as it is now, in key order.
+    ///
+    /// ```
+    /// use deltasnap::{Config, Engine};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::open(dir.path(), Config::default())?;
+    /// engine.metadata_put(b"b", b"2")?;
+    /// engine.metadata_put(b"a", b"1")?;
+    /// let keys: Vec<Vec<u8>> = engine.metadata()?.into_keys().collect();
+    /// assert_eq!(keys, [b"a".to_vec(), b"b".to_vec()]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metadata(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
         let _call = self.calls.enter()?;
 
@@ -377,6 +482,38 @@ impl Engine {
     }
 
     /// Registers a checkpoint listener; it sees every checkpoint that begins after this returns.
+    /// Returns the id [`Engine::remove_checkpoint_listener`] takes. The listener runs on the
+    /// thread that runs the checkpoint, inside it: it must not block for long, and a panic in it
+    /// poisons the engine (`Error::Poisoned` naming the panic).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use deltasnap::{CheckpointCut, CheckpointListener, Config, Engine, Epoch, PartitionId};
+    ///
+    /// #[derive(Default)]
+    /// struct Ended(Mutex<Vec<Epoch>>);
+    ///
+    /// impl CheckpointListener for Ended {
+    ///     fn on_checkpoint_begin(&self, cut: &CheckpointCut) {
+    ///         assert!(cut.partitions.iter().any(|p| p.id == PartitionId(0)));
+    ///     }
+    ///     fn on_checkpoint_end(&self, epoch: Epoch) {
+    ///         self.0.lock().unwrap().push(epoch);
+    ///     }
+    /// }
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let engine = Engine::open(dir.path(), Config::default())?;
+    /// engine.create_partition(PartitionId(0))?;
+    /// let ended = Arc::new(Ended::default());
+    /// let id = engine.add_checkpoint_listener(ended.clone());
+    /// let receipt = engine.write(engine.allocate_page(PartitionId(0))?, 0, b"seen")?;
+    /// engine.checkpoint()?;
+    /// // The end is reported once the checkpoint is durable, before `checkpoint` returns.
+    /// assert!(ended.0.lock().unwrap().iter().any(|&epoch| epoch >= receipt.epoch));
+    /// engine.remove_checkpoint_listener(id);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn add_checkpoint_listener(&self, listener: Arc<dyn CheckpointListener>) -> u64 {
         self.store.add_listener(listener)
     }
