@@ -302,6 +302,7 @@ mod recorder {
     static EVENTS: Mutex<Vec<Event>> = Mutex::new(Vec::new());
     static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
+    /// Whether events are being recorded: between [`start`] and [`take`].
     pub fn enabled() -> bool {
         RECORDING.load(Ordering::Relaxed)
     }
