@@ -77,6 +77,8 @@ const SNAPSHOTS_MAX: u64 = 8;
 const SLOW_BYTES_PER_SEC: u64 = 4096;
 /// Pages per partition, at most.
 const PAGES_MAX: usize = 48;
+/// The merge's batch bound in this tier: 2 to 5 delta entries, by page size.
+const MERGE_BATCH_BYTES: usize = 3 * 1032;
 /// `wait` after `cancel` returns within this: it must not sleep out the rate limiter (which
 /// sleeps for seconds), and on `SimFs` what is left to do takes milliseconds.
 const CANCEL_WAIT_BOUND: Duration = Duration::from_secs(1);
@@ -1103,7 +1105,20 @@ fn wait_snapshot(shared: &Shared, slot: &Slot, mut taken: RunningSnapshot) -> Ou
             ""
         }
     );
-    let result = watch.call(slot, &what, || handle.wait())?;
+    // The merge's memory bound is read once the task ended, before `wait` consumes the handle.
+    let (merge_peak, result) = watch.call(slot, &what, || {
+        while !handle.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let peak = handle.progress().merge_buffer_bytes_peak;
+        (peak, handle.wait())
+    })?;
+    if merge_peak > MERGE_BATCH_BYTES as u64 {
+        return Err(format!(
+            "{what}: the merge held {merge_peak} bytes of delta at once, over its bound of \
+             {MERGE_BATCH_BYTES} (the whole delta in memory?)"
+        ));
+    }
     let published = shared.clock.tick();
     if let Some(cancelled) = taken.cancelled {
         let waited = cancelled.elapsed();
@@ -1794,6 +1809,9 @@ fn seeds() -> Vec<u64> {
 }
 
 fn run_all() {
+    // A few entries per merge batch, so that these small stores' deltas span several batches
+    // and a merge that loads a whole delta is seen (issue 11 defect 7).
+    deltasnap::snapshot::set_merge_buffer_bytes_max_for_testing(MERGE_BATCH_BYTES);
     let started = Instant::now();
     let counters = Arc::new(Counters::default());
     let bound = call_bound();
