@@ -17,8 +17,11 @@ pub enum Error {
     /// An I/O operation failed. `op` names the step (e.g. "fsync partition file").
     #[error("{op} {}: {source}", path.display())]
     Io {
+        /// The step that failed, e.g. "fsync partition file".
         op: &'static str,
+        /// The file or directory it concerned.
         path: PathBuf,
+        /// The operating system's (or the `Vfs`'s) error.
         #[source]
         source: io::Error,
     },
@@ -26,17 +29,24 @@ pub enum Error {
     /// Bytes on disk are not what the format says they must be.
     #[error("corrupted {}{}: {reason}", file.display(), page.map(|p| format!(" page {p}")).unwrap_or_default())]
     Corrupted {
+        /// The file whose bytes are wrong.
         file: PathBuf,
+        /// The page (index in that file) if the damage is in one.
         page: Option<u64>,
+        /// What is wrong, in the format's words.
         reason: String,
     },
 
     /// A checksum over bytes read from disk did not match.
     #[error("checksum mismatch in {}{}: expected {expected:#010x}, found {actual:#010x}", file.display(), page.map(|p| format!(" page {p}")).unwrap_or_default())]
     ChecksumMismatch {
+        /// The file the bytes were read from.
         file: PathBuf,
+        /// The page (index in that file), if the checksum covers one.
         page: Option<u64>,
+        /// The checksum stored with the bytes.
         expected: u32,
+        /// The checksum of the bytes as read.
         actual: u32,
     },
 
@@ -54,28 +64,44 @@ pub enum Error {
 
     /// The page has not been allocated.
     #[error("page {page} is out of range: partition has {page_count} pages")]
-    PageOutOfRange { page: PageId, page_count: u32 },
+    PageOutOfRange {
+        /// The page asked for.
+        page: PageId,
+        /// Pages its partition has now.
+        page_count: u32,
+    },
 
     /// `offset + len` runs past the page's payload.
     #[error("write of {len} bytes at offset {offset} runs past the page payload of {payload_size} bytes")]
     OutOfPage {
+        /// Where the write starts in the payload.
         offset: usize,
+        /// Bytes it writes.
         len: usize,
+        /// Bytes of payload a page has (`Engine::payload_size`).
         payload_size: usize,
     },
 
     /// The store was created with another page size than the one configured.
     #[error("store at {} has page size {on_disk}, configuration asks for {configured}", dir.display())]
     PageSizeMismatch {
+        /// The store.
         dir: PathBuf,
+        /// The page size the store was created with.
         on_disk: u32,
+        /// The page size `Config` asked for.
         configured: u32,
     },
 
     /// The directory does not hold a store and the configuration does not allow creating one, or
     /// it holds files but no control file (we never start empty over data).
     #[error("{} is not a deltasnap store: {reason}", dir.display())]
-    NotAStore { dir: PathBuf, reason: String },
+    NotAStore {
+        /// The directory.
+        dir: PathBuf,
+        /// Why it is not a store.
+        reason: String,
+    },
 
     /// An earlier checkpoint failed to write or fsync a partition file. The redo log still holds
     /// every write, but the page cache can no longer be trusted (a failed fsync may have dropped
@@ -109,7 +135,9 @@ pub enum Error {
     /// `holder_pid` is the pid the holder wrote into the lock file, where it could be read.
     #[error("store at {} is in use by another engine{}", dir.display(), holder_pid.map(|p| format!(" (process {p})")).unwrap_or_default())]
     StoreLocked {
+        /// The store.
         dir: PathBuf,
+        /// The holder's process id, as its lock file names it.
         holder_pid: Option<u32>,
     },
 }
