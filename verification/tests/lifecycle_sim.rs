@@ -1331,13 +1331,19 @@ impl Controller {
             let at = shared.sim.op_count() + self.rng.below(3000);
             let error = [FaultError::Eio, FaultError::Enospc][self.rng.below(2) as usize];
             let mut plan = FaultPlan::fail_at(at, error);
-            if self.rng.chance(1, 2) {
-                plan = plan.only(&[
-                    FaultKind::Write,
-                    FaultKind::SyncFile,
-                    FaultKind::SyncDir,
-                    FaultKind::Rename,
-                ]);
+            match self.rng.below(4) {
+                0 | 1 => {
+                    plan = plan.only(&[
+                        FaultKind::Write,
+                        FaultKind::SyncFile,
+                        FaultKind::SyncDir,
+                        FaultKind::Rename,
+                    ])
+                }
+                // Directory fsyncs only: the steps after a rename (a publish's, a control
+                // file's), where a failure must take back what the rename showed.
+                2 => plan = plan.only(&[FaultKind::SyncDir]),
+                _ => {}
             }
             self.trace(|| format!("{error:?} at operation {at}"));
             shared.sim.set_fault_plan(plan);
