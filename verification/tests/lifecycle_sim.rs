@@ -1343,6 +1343,11 @@ impl Controller {
                 // Directory fsyncs only: the steps after a rename (a publish's, a control
                 // file's), where a failure must take back what the rename showed.
                 2 => plan = plan.only(&[FaultKind::SyncDir]),
+                // The first directory fsync after a rename: the step that makes a publish (or
+                // a control file) durable, after which a failure must take the rename back.
+                _ if self.rng.chance(1, 2) => {
+                    plan = plan.only(&[FaultKind::SyncDir]).after(&[FaultKind::Rename])
+                }
                 _ => {}
             }
             self.trace(|| format!("{error:?} at operation {at}"));

@@ -91,6 +91,11 @@ pub(super) struct FaultRule {
     pub(super) kinds: u16,
     pub(super) action: FaultAction,
     pub(super) fired: bool,
+    /// Kinds of which one operation (at or after `op_index_min`) must come first: the rule
+    /// matches only operations after it ([`FaultPlan::after`]; 0: no such condition).
+    pub(super) after_kinds: u16,
+    /// Whether that operation came.
+    pub(super) armed: bool,
 }
 
 /// Which operations fail, and how. Build one rule with [`FaultPlan::fail_at`] or
@@ -158,6 +163,16 @@ impl FaultPlan {
         self
     }
 
+    /// Makes the last rule match only operations that come after one of `kinds` (at or after its
+    /// index): e.g. fail the first directory fsync after a rename, the step that makes a rename
+    /// durable. The operation that arms the rule is not failed by it.
+    pub fn after(mut self, kinds: &[FaultKind]) -> Self {
+        if let Some(rule) = self.rules.last_mut() {
+            rule.after_kinds = kinds.iter().fold(0, |bits, kind| bits | kind.bit());
+        }
+        self
+    }
+
     /// This plan's rules followed by `other`'s.
     pub fn and(mut self, other: FaultPlan) -> Self {
         self.rules.extend(other.rules);
@@ -179,6 +194,8 @@ impl FaultPlan {
                 kinds,
                 action,
                 fired: false,
+                after_kinds: 0,
+                armed: false,
             }],
         }
     }

@@ -192,7 +192,14 @@ impl State {
             if rule.fired && !matches!(rule.action, FaultAction::Fail { sticky: true, .. }) {
                 continue;
             }
-            if op_index < rule.op_index_min || rule.kinds & kind.bit() == 0 {
+            if op_index < rule.op_index_min {
+                continue;
+            }
+            if rule.after_kinds != 0 && !rule.armed {
+                rule.armed = rule.after_kinds & kind.bit() != 0;
+                continue;
+            }
+            if rule.kinds & kind.bit() == 0 {
                 continue;
             }
             rule.fired = true;
