@@ -170,6 +170,19 @@ mod switch {
 
     static ACTIVE: AtomicU64 = AtomicU64::new(0);
 
+    /// A checker's bound on the snapshot merge's batch, in bytes (0: the engine's own).
+    static MERGE_BUFFER_BYTES_MAX: AtomicU64 = AtomicU64::new(0);
+
+    /// Sets the merge batch bound for the whole process (`0`: back to the engine's own).
+    pub fn set_merge_buffer_bytes_max(bytes: u64) {
+        MERGE_BUFFER_BYTES_MAX.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The bound a checker set, if one did.
+    pub fn merge_buffer_bytes_max() -> Option<u64> {
+        Some(MERGE_BUFFER_BYTES_MAX.load(Ordering::Relaxed)).filter(|&bytes| bytes != 0)
+    }
+
     /// Whether `bug` is switched on.
     pub fn active(bug: super::Bug) -> bool {
         ACTIVE.load(Ordering::Relaxed) & (1 << bug as u8) != 0
@@ -186,7 +199,7 @@ mod switch {
 }
 
 #[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
-pub use switch::{active, set};
+pub use switch::{active, merge_buffer_bytes_max, set, set_merge_buffer_bytes_max};
 
 /// Builds without `cfg(test)`, `deltasnap_testing` or a checker cfg: no bug is ever active, and
 /// a guarded branch is dead code.

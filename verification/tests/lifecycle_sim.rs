@@ -1822,7 +1822,7 @@ fn seeds() -> Vec<u64> {
 fn run_all() {
     // A few entries per merge batch, so that these small stores' deltas span several batches
     // and a merge that loads a whole delta is seen (issue 11 defect 7).
-    deltasnap::snapshot::set_merge_buffer_bytes_max_for_testing(MERGE_BATCH_BYTES);
+    deltasnap::bugs::set_merge_buffer_bytes_max(MERGE_BATCH_BYTES as u64);
     let started = Instant::now();
     let counters = Arc::new(Counters::default());
     let bound = call_bound();

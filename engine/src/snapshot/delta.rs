@@ -49,31 +49,13 @@ const PAGE_CRC_SIZE: usize = format::FOOTER_CRC_SIZE;
 pub(crate) const BUFFER_BYTES_MAX: usize = 1 << 20;
 
 /// The bound in force: [`BUFFER_BYTES_MAX`], or in test and checker builds a smaller one a
-/// checker set ([`set_buffer_bytes_max_for_testing`]), so that its small stores fill batches.
+/// checker set (`bugs::set_merge_buffer_bytes_max`), so that its small stores fill batches.
 pub(crate) fn buffer_bytes_max() -> usize {
     #[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
-    {
-        let set = testing::BUFFER_BYTES_MAX.load(std::sync::atomic::Ordering::Relaxed);
-        if set != 0 {
-            return set;
-        }
+    if let Some(bytes) = crate::bugs::merge_buffer_bytes_max() {
+        return usize::try_from(bytes).unwrap_or(BUFFER_BYTES_MAX);
     }
     BUFFER_BYTES_MAX
-}
-
-#[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
-mod testing {
-    #![allow(clippy::disallowed_types)]
-    // A plain std atomic: test configuration set before a run, like `bugs`' switch.
-    pub(super) static BUFFER_BYTES_MAX: std::sync::atomic::AtomicUsize =
-        std::sync::atomic::AtomicUsize::new(0);
-}
-
-/// Test and checker builds: sets the delta buffer and merge batch bound for the whole process
-/// (`0`: back to [`BUFFER_BYTES_MAX`]).
-#[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
-pub fn set_buffer_bytes_max_for_testing(bytes: usize) {
-    testing::BUFFER_BYTES_MAX.store(bytes, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// An open delta file being appended to by the write hook.

@@ -39,11 +39,6 @@ pub mod trace;
 pub(crate) mod unfinished;
 pub mod verify;
 
-/// Test and checker builds: lowers the merge's batch bound for the whole process (see
-/// [`MERGE_BUFFER_BYTES_MAX`]).
-#[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
-#[doc(hidden)]
-pub use delta::set_buffer_bytes_max_for_testing as set_merge_buffer_bytes_max_for_testing;
 pub use handle::{SnapshotHandle, SnapshotProgress};
 #[cfg(any(test, deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
 pub use options::CopyGate;
