@@ -12,11 +12,11 @@ use deltasnap::wal::UNNAMED_SEGMENTS_MAX;
 fn appends_and_rolls_never_fsync_and_a_sync_names_every_rolled_segment() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let (wal, _) = open(&fs, &dir, &small_config(1 << 20));
-    let fsyncs = fs.file_fsyncs();
+    let fsyncs = file_fsyncs(&fs);
     let (_, end_lsn) = append_stream(&wal, 500);
-    assert_eq!(fs.file_fsyncs(), fsyncs, "append must never fsync");
+    assert_eq!(file_fsyncs(&fs), fsyncs, "append must never fsync");
     assert_eq!(wal.durable_lsn(), 0);
     let segment = segment_paths(&dir).pop().unwrap();
     let written = std::fs::metadata(&segment).unwrap().len();
@@ -28,15 +28,15 @@ fn appends_and_rolls_never_fsync_and_a_sync_names_every_rolled_segment() {
     // Rolls without maintenance: no fsync, nothing durable, nothing named, up to the bound.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let (wal, _) = open(&fs, &dir, &small_config(2000));
-    let fsyncs = fs.file_fsyncs();
+    let fsyncs = file_fsyncs(&fs);
     let mut n = 0;
     while wal.segment_count() <= UNNAMED_SEGMENTS_MAX {
         wal.append(&record(n)).unwrap();
         n += 1;
     }
-    assert_eq!(fs.file_fsyncs(), fsyncs, "a roll must not fsync");
+    assert_eq!(file_fsyncs(&fs), fsyncs, "a roll must not fsync");
     assert_eq!(wal.durable_lsn(), 0);
     assert_eq!(
         segment_paths(&dir).len(),
@@ -51,7 +51,7 @@ fn appends_and_rolls_never_fsync_and_a_sync_names_every_rolled_segment() {
         n += 1;
     }
     assert_eq!(
-        fs.file_fsyncs() - fsyncs,
+        file_fsyncs(&fs) - fsyncs,
         segments as u64,
         "the bound's sync fsyncs each segment once"
     );
@@ -74,13 +74,13 @@ fn appends_and_rolls_never_fsync_and_a_sync_names_every_rolled_segment() {
     // and every rolled segment gets named.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let (wal, _) = open(&fs, &dir, &small_config(2000));
     let mut append_fsyncs = 0;
     for n in 0..300 {
-        let before = fs.file_fsyncs();
+        let before = file_fsyncs(&fs);
         wal.append(&record(n)).unwrap();
-        append_fsyncs += fs.file_fsyncs() - before;
+        append_fsyncs += file_fsyncs(&fs) - before;
         if wal.maintenance_due() {
             wal.maintain().unwrap();
         }

@@ -10,7 +10,7 @@ use deltasnap::{PageId, PartitionId};
 #[test]
 fn append_rejects_records_that_do_not_fit_the_page_size() {
     let tmp = tempfile::tempdir().unwrap();
-    let fs = TestFs::new();
+    let fs = std_fs();
     let (wal, _) = open(&fs, &tmp.path().join("wal"), &small_config(1 << 20));
     let page = PageId::new(PartitionId(1), 0);
     let short_image = Record::PageImage {

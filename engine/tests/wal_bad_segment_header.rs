@@ -6,10 +6,10 @@ mod common;
 use common::*;
 use deltasnap::Error;
 
-fn two_segment_log() -> (tempfile::TempDir, std::path::PathBuf, TestFs) {
+fn two_segment_log() -> (tempfile::TempDir, std::path::PathBuf, FaultFs) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let (wal, _) = open(&fs, &dir, &small_config(2000));
     append_stream(&wal, 30);
     wal.sync().unwrap();

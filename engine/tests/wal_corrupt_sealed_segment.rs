@@ -10,7 +10,7 @@ use deltasnap::Error;
 fn a_corrupt_record_in_a_sealed_segment_fails_replay_and_is_not_cut() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let config = small_config(3000);
     let (wal, _) = open(&fs, &dir, &config);
     let (lsns, _) = append_stream(&wal, 100);

@@ -3,23 +3,22 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
-
 use common::*;
+use deltasnap::vfs::{FaultError, FaultKind};
 use deltasnap::Error;
 
 #[test]
 fn a_failed_fsync_fails_every_later_append_and_sync() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let config = small_config(1 << 20);
     let (wal, _) = open(&fs, &dir, &config);
     append_stream(&wal, 5);
     let durable = wal.sync().unwrap();
     wal.append(&record(5)).unwrap();
 
-    fs.counters.fail_fsync.store(true, Ordering::SeqCst);
+    fs.fail_every(FaultKind::SyncFile, FaultError::Eio);
     let err = wal.sync().unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
     assert_eq!(err.raw_os_error(), Some(5));
@@ -30,7 +29,7 @@ fn a_failed_fsync_fails_every_later_append_and_sync() {
     );
 
     // Even with the disk healthy again, the log stays failed.
-    fs.counters.fail_fsync.store(false, Ordering::SeqCst);
+    fs.heal(FaultKind::SyncFile);
     let err = wal.sync().unwrap_err();
     assert!(matches!(err, Error::WalFailed(_)), "{err}");
     let err = wal.append(&record(6)).unwrap_err();
@@ -51,16 +50,16 @@ fn a_failed_fsync_fails_every_later_append_and_sync() {
 #[test]
 fn a_failed_buffer_write_fails_the_append_and_the_log() {
     let tmp = tempfile::tempdir().unwrap();
-    let fs = TestFs::new();
+    let fs = std_fs();
     let mut config = small_config(1 << 20);
     config.buffer_bytes_max = 1; // every append writes
     let (wal, _) = open(&fs, &tmp.path().join("wal"), &config);
     wal.append(&record(0)).unwrap();
 
-    fs.counters.fail_write.store(true, Ordering::SeqCst);
+    fs.fail_every(FaultKind::Write, FaultError::Enospc);
     let err = wal.append(&record(1)).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(28), "{err}");
-    fs.counters.fail_write.store(false, Ordering::SeqCst);
+    fs.heal(FaultKind::Write);
     assert!(matches!(wal.append(&record(2)), Err(Error::WalFailed(_))));
     assert!(matches!(wal.sync(), Err(Error::WalFailed(_))));
 }
@@ -71,18 +70,18 @@ fn a_failed_buffer_write_fails_the_append_and_the_log() {
 #[test]
 fn a_panicking_buffer_write_fails_the_log_instead_of_hanging_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let fs = TestFs::new();
+    let fs = std_fs();
     let mut config = small_config(1 << 20);
     config.buffer_bytes_max = 1; // every append writes
     let (wal, _) = open(&fs, &tmp.path().join("wal"), &config);
     wal.append(&record(0)).unwrap();
 
-    fs.counters.panic_write.store(true, Ordering::SeqCst);
+    fs.panic_every(FaultKind::Write);
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _ = wal.append(&record(1));
     }));
     assert!(panicked.is_err(), "the test file system panics on write");
-    fs.counters.panic_write.store(false, Ordering::SeqCst);
+    fs.heal(FaultKind::Write);
 
     // On a thread, so that a hang fails the test instead of stalling the suite.
     let wal = std::sync::Arc::new(wal);

@@ -3,10 +3,11 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
+use deltasnap::vfs::FaultKind;
 use deltasnap::wal::Record;
 
 const THREADS: usize = 4;
@@ -24,15 +25,15 @@ fn thread_record(thread: usize, round: usize) -> Record {
 fn four_threads_share_fsyncs_and_every_synced_record_survives() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     // One segment for the whole run, so an LSN maps to one file offset.
     let config = small_config(64 << 20);
     let (wal, _) = open(&fs, &dir, &config);
     let wal = Arc::new(wal);
     let segment = segment_paths(&dir).pop().unwrap();
     // A slow disk, so that syncs overlap the way they do on real storage.
-    fs.counters.fsync_delay_us.store(1000, Ordering::SeqCst);
-    let fsyncs_before = fs.file_fsyncs();
+    fs.delay_every(FaultKind::SyncFile, Duration::from_micros(1000));
+    let fsyncs_before = file_fsyncs(&fs);
 
     let handles: Vec<_> = (0..THREADS)
         .map(|thread| {
@@ -64,7 +65,7 @@ fn four_threads_share_fsyncs_and_every_synced_record_survives() {
         .into_iter()
         .flat_map(|h| h.join().unwrap())
         .collect();
-    let fsyncs = fs.file_fsyncs() - fsyncs_before;
+    let fsyncs = file_fsyncs(&fs) - fsyncs_before;
     let sync_calls = (THREADS * ROUNDS) as u64;
     println!("group commit: {sync_calls} sync calls, {fsyncs} fsyncs");
     assert!(
@@ -83,11 +84,11 @@ fn four_threads_share_fsyncs_and_every_synced_record_survives() {
 #[test]
 fn sync_with_nothing_new_does_not_fsync() {
     let tmp = tempfile::tempdir().unwrap();
-    let fs = TestFs::new();
+    let fs = std_fs();
     let (wal, _) = open(&fs, &tmp.path().join("wal"), &small_config(1 << 20));
     wal.append(&record(1)).unwrap();
     wal.sync().unwrap();
-    let fsyncs = fs.file_fsyncs();
+    let fsyncs = file_fsyncs(&fs);
     assert_eq!(wal.sync().unwrap(), wal.end_lsn());
-    assert_eq!(fs.file_fsyncs(), fsyncs);
+    assert_eq!(file_fsyncs(&fs), fsyncs);
 }

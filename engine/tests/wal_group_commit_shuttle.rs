@@ -35,7 +35,7 @@ fn scenario_with(config: deltasnap::wal::WalConfig, write_behind: bool) {
     kill::iteration();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let (wal, _) = open(&fs, &dir, &config);
     let wal = Arc::new(wal);
     let writer = write_behind.then(|| {

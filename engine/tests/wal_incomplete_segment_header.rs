@@ -9,10 +9,10 @@ use deltasnap::Error;
 
 fn log_with_stray_next_segment(
     stray: &[u8],
-) -> (tempfile::TempDir, std::path::PathBuf, TestFs, u64) {
+) -> (tempfile::TempDir, std::path::PathBuf, FaultFs, u64) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let (wal, _) = open(&fs, &dir, &small_config(1 << 20));
     let (_, end_lsn) = append_stream(&wal, 10);
     wal.sync().unwrap();

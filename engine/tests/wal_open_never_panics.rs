@@ -18,7 +18,7 @@ proptest! {
     ) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("wal");
-        let fs = TestFs::new();
+        let fs = std_fs();
         let config = small_config(1 << 20);
         let (wal, _) = open(&fs, &dir, &config);
         let (lsns, end_lsn) = append_stream(&wal, records);

@@ -10,7 +10,7 @@ use deltasnap::Error;
 fn opening_with_another_page_size_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let (wal, _) = open(&fs, &dir, &small_config(1 << 20));
     append_stream(&wal, 5);
     wal.sync().unwrap();

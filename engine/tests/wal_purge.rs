@@ -10,7 +10,7 @@ use deltasnap::Error;
 fn purge_deletes_only_whole_segments_before_the_lsn() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let config = small_config(2500);
     let (wal, _) = open(&fs, &dir, &config);
     let (lsns, end_lsn) = append_stream(&wal, 150);

@@ -9,7 +9,7 @@ use common::*;
 fn many_appends_across_small_segments_survive_reopen_twice() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let segment_bytes_max = 3000;
     let config = small_config(segment_bytes_max);
 

@@ -9,7 +9,7 @@ use common::*;
 fn replay_from_any_boundary_yields_exactly_the_suffix() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let config = small_config(1500);
     let (wal, _) = open(&fs, &dir, &config);
     let (lsns, end_lsn) = append_stream(&wal, 60);
@@ -40,7 +40,7 @@ fn replay_from_any_boundary_yields_exactly_the_suffix() {
 #[test]
 fn replay_stops_at_the_first_error_of_apply() {
     let tmp = tempfile::tempdir().unwrap();
-    let fs = TestFs::new();
+    let fs = std_fs();
     let (wal, _) = open(&fs, &tmp.path().join("wal"), &small_config(1 << 20));
     append_stream(&wal, 10);
     let mut seen = 0;

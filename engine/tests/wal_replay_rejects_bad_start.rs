@@ -9,7 +9,7 @@ use deltasnap::Error;
 #[test]
 fn replay_from_inside_a_record_or_past_the_end_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let fs = TestFs::new();
+    let fs = std_fs();
     let (wal, _) = open(&fs, &tmp.path().join("wal"), &small_config(4096));
     let (lsns, end_lsn) = append_stream(&wal, 30);
 

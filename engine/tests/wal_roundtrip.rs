@@ -11,7 +11,7 @@ use deltasnap::{PageId, PartitionId};
 fn every_record_kind_roundtrips_through_reopen() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let config = small_config(1 << 20);
     let page = PageId::new(PartitionId(7), 3);
     let records = vec![

@@ -9,7 +9,7 @@ use common::*;
 fn a_flipped_byte_in_the_last_record_is_cut_at_that_record() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let config = small_config(1 << 20);
     let (wal, _) = open(&fs, &dir, &config);
     let (lsns, end_lsn) = append_stream(&wal, 12);

@@ -9,7 +9,7 @@ use common::*;
 fn a_record_cut_short_is_dropped_reported_and_overwritten() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let config = small_config(1 << 20);
     let (wal, _) = open(&fs, &dir, &config);
     let (lsns, end_lsn) = append_stream(&wal, 20);
@@ -58,7 +58,7 @@ fn a_record_cut_short_is_dropped_reported_and_overwritten() {
 fn a_frame_header_cut_short_is_a_tail_too() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let config = small_config(1 << 20);
     let (wal, _) = open(&fs, &dir, &config);
     let (_, end_lsn) = append_stream(&wal, 3);

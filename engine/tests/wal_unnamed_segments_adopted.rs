@@ -23,7 +23,7 @@ fn spare_names(dir: &Path) -> Vec<String> {
 fn unnamed_segments_with_every_byte_on_disk_are_adopted_at_reopen() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let config = small_config(2000);
     let (wal, _) = open(&fs, &dir, &config);
     // A spare made ahead of the first roll (the others make their own).
@@ -71,7 +71,7 @@ fn unnamed_segments_with_every_byte_on_disk_are_adopted_at_reopen() {
 fn a_torn_unnamed_segment_ends_the_log_and_later_spares_are_dropped() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let config = small_config(2000);
     let (wal, _) = open(&fs, &dir, &config);
     let mut lsns = Vec::new();

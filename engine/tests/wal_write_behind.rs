@@ -5,21 +5,20 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
+use deltasnap::vfs::FaultKind;
 
-fn writes_by(fs: &TestFs, thread: &str) -> u64 {
-    let writes = fs.counters.writes_by_thread.lock().unwrap();
-    writes.get(thread).copied().unwrap_or(0)
+fn writes_by(fs: &FaultFs, thread: &str) -> u64 {
+    fs.completed_by(FaultKind::Write, thread)
 }
 
 #[test]
 fn with_a_write_behind_thread_appenders_never_write_and_nothing_is_lost() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let fs = TestFs::new();
+    let fs = std_fs();
     let config = small_config(1 << 20);
     let (wal, _) = open(&fs, &dir, &config);
     let wal = std::sync::Arc::new(wal);
@@ -99,7 +98,7 @@ fn with_a_write_behind_thread_appenders_never_write_and_nothing_is_lost() {
 fn the_buffer_stays_bounded_while_the_disk_holds_a_write() {
     for write_behind in [false, true] {
         let tmp = tempfile::tempdir().unwrap();
-        let fs = TestFs::new();
+        let fs = std_fs();
         let config = small_config(1 << 20);
         let (wal, _) = open(&fs, &tmp.path().join("wal"), &config);
         let wal = std::sync::Arc::new(wal);
@@ -113,7 +112,7 @@ fn the_buffer_stays_bounded_while_the_disk_holds_a_write() {
         // Every buffer write now takes 20 ms. Two appenders append 2 × 1000 records (about
         // 220 KB, 54 buffers of 4 KiB) as fast as the log takes them, so one appends while the
         // other's (or the thread's) write is held.
-        fs.counters.write_delay_us.store(20_000, Ordering::SeqCst);
+        fs.delay_every(FaultKind::Write, Duration::from_millis(20));
         let largest_record = (0..6).map(|n| record(n).encoded_len()).max().unwrap() as u64;
         // In flight: at most SLACK buffers and a record (what an appender takes over); behind it
         // as much again before appenders wait.
@@ -143,7 +142,7 @@ fn the_buffer_stays_bounded_while_the_disk_holds_a_write() {
             most_unwritten <= bound,
             "write-behind {write_behind}: {most_unwritten} bytes appended but not written, bound {bound}"
         );
-        fs.counters.write_delay_us.store(0, Ordering::SeqCst);
+        fs.delay_every(FaultKind::Write, Duration::ZERO);
         wal.sync().unwrap();
         assert_eq!(replay_all(&wal, 0).len(), 2000);
         if let Some(writer) = writer {

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use deltasnap::bugs::{self, Bug};
 use deltasnap::vfs::{FaultError, FaultKind, SimFs};
 use deltasnap::{Config, Engine, Error, PartitionId};
+use deltasnap_verification::fault_fs::{FaultFs, Op};
 use deltasnap_verification::kill;
-use support::fault_fs::{FaultFs, Op};
 use support::matrix::{
     bounded, errno_text, error_name, replay_point, Tally, Then, CRASH_SEEDS, ERRORS,
 };

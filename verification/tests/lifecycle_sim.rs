@@ -61,10 +61,10 @@ use deltasnap::{
     CheckpointCut, CheckpointListener, Config, DeltaPolicy, Engine, Error, Manifest, PageId,
     PartitionId, SnapshotHandle, SnapshotOptions,
 };
+use deltasnap_verification::fault_fs::FaultFs;
 use model::{
     Clock, History, Page, Partition, SnapshotSpan, Stamp, StoreState, WorkerModel, PARTITION_STRIDE,
 };
-use support::fault_fs::FaultFs;
 use watchdog::{Slot, Watch, DELIBERATE_PANIC};
 
 const STORE: &str = "/t/store";

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use deltasnap::vfs::{FaultPlan, SimFs, Vfs};
 use deltasnap::{Engine, JobKind, PageId};
+use deltasnap_verification::fault_fs::FaultFs;
 use deltasnap_verification::kill;
-use support::fault_fs::FaultFs;
 use support::{
     config, final_dir, marker, store_dir, target_dir, tmp_dir, wait_until, History, State, ROOT,
     SNAPSHOT_NAME, SNAPSHOT_THREAD,

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use deltasnap::bugs::Bug;
 use deltasnap::vfs::{FaultError, FaultKind, Vfs};
+use deltasnap_verification::fault_fs::Op;
 use deltasnap_verification::kill;
-use support::fault_fs::Op;
 use support::{final_dir, target_dir, Fixture, SNAPSHOT_NAME, SNAPSHOT_THREAD};
 
 /// Tests that switch a seeded bug on run alone (the switch is process-wide).

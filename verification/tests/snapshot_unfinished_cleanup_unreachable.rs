@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use deltasnap::bugs::Bug;
 use deltasnap::vfs::{FaultError, FaultKind, OpenMode, SimFs, Vfs};
 use deltasnap::Engine;
+use deltasnap_verification::fault_fs::FaultFs;
 use deltasnap_verification::kill;
-use support::fault_fs::FaultFs;
 use support::{config, store_dir, History};
 
 const PAGE_SIZE: u32 = 1024;

@@ -1,11 +1,10 @@
-//! Helpers shared by the snapshot suites (`snapshot_*.rs`): a fault-injecting `Vfs`
-//! ([`fault_fs`]), a history of every write with its receipt from which the state at any cut is
-//! rebuilt ([`History`]), gates to hold the copier or the cut checkpoint, and the [`Fixture`]
+//! Helpers shared by the snapshot suites (`snapshot_*.rs`) over the fault-injecting `Vfs`
+//! ([`deltasnap_verification::fault_fs`]): a history of every write with its receipt from which
+//! the state at any cut is rebuilt ([`History`]), gates to hold the copier or the cut checkpoint, and the [`Fixture`]
 //! store on `SimFs` with the checks every failed snapshot must pass ([`Fixture::assert_failed_cleanly`]).
 // Each test file uses a different part.
 #![allow(dead_code)]
 
-pub mod fault_fs;
 pub mod matrix;
 
 use std::collections::BTreeMap;
@@ -21,7 +20,7 @@ use deltasnap::{
 };
 
 use deltasnap::snapshot::CopyGate;
-use fault_fs::FaultFs;
+use deltasnap_verification::fault_fs::FaultFs;
 
 /// The engine's thread names (the crash and fault suites target operations by thread).
 pub const SNAPSHOT_THREAD: &str = "deltasnap-snapshot";
