@@ -12,11 +12,11 @@ use crate::vfs::Vfs;
 /// fsyncs the parent of every directory it created, from the first ancestor that already existed
 /// down to `dir`'s parent.
 ///
-/// It also fsyncs the parents of the ancestors that already existed, up to the root, best
-/// effort: one of them may have been created a moment ago by a concurrent caller (two restores
-/// into sibling directories) that has not fsynced its parent yet, and returning before that
-/// would let a power cut take our directory with it. A failure there (a parent we may not read)
-/// is logged, not returned: that directory was not ours to make durable.
+/// It also fsyncs the parents of the ancestors that already existed, up to the root: one of them
+/// may have been created a moment ago by a concurrent caller (two restores into sibling
+/// directories) that has not fsynced its parent yet, and returning before that would let a power
+/// cut take our directory with it. A parent we may not open (permission denied) is skipped and
+/// logged: that directory was not ours to make durable; any other failure is returned.
 pub(crate) fn create_dir_all_durable(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<()> {
     // The ancestors that do not exist yet, deepest first (`dir` included).
     let mut missing = Vec::new();
@@ -41,8 +41,19 @@ pub(crate) fn create_dir_all_durable(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<(
     }
     let mut existing = missing.last().and_then(|top| top.parent());
     while let Some(path) = existing.filter(|p| !p.as_os_str().is_empty() && p.parent().is_some()) {
-        if let Err(error) = vfs.sync_dir(parent_of(path)) {
-            tracing::debug!(dir = %parent_of(path).display(), %error, "could not fsync an existing ancestor of a new directory");
+        match vfs.sync_dir(parent_of(path)) {
+            Ok(()) => {}
+            // A directory we may not open is not ours to make durable (and a writer that made
+            // it under us could open it).
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::debug!(dir = %parent_of(path).display(), %error, "could not fsync an existing ancestor of a new directory");
+            }
+            Err(error) => {
+                return Err(error).ctx(
+                    "fsync an existing ancestor of a new directory",
+                    parent_of(path),
+                )
+            }
         }
         existing = path.parent();
     }
