@@ -12,9 +12,10 @@ use crate::vfs::Vfs;
 /// fsyncs the parent of every directory it created, from the first ancestor that already existed
 /// down to `dir`'s parent.
 ///
-/// It also fsyncs the parents of the ancestors that already existed, up to the root: one of them
-/// may have been created a moment ago by a concurrent caller (two restores into sibling
-/// directories) that has not fsynced its parent yet, and returning before that would let a power
+/// It also fsyncs the parents of the ancestors that already existed (and of `dir` itself if it
+/// existed), up to the root: one of them may have been created a moment ago by a concurrent
+/// caller (two restores into sibling directories, two snapshots into one new target) that has
+/// not fsynced its parent yet, and returning before that would let a power
 /// cut take our directory with it. A parent we may not open (permission denied) is skipped and
 /// logged: that directory was not ours to make durable; any other failure is returned.
 pub(crate) fn create_dir_all_durable(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<()> {
@@ -28,10 +29,9 @@ pub(crate) fn create_dir_all_durable(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<(
         missing.push(path);
         at = path.parent();
     }
-    if missing.is_empty() {
-        return Ok(());
+    if !missing.is_empty() {
+        vfs.create_dir_all(dir).ctx("create directory", dir)?;
     }
-    vfs.create_dir_all(dir).ctx("create directory", dir)?;
     if bugs::active(Bug::SnapshotDirsNotSynced) {
         return Ok(());
     }
@@ -39,7 +39,12 @@ pub(crate) fn create_dir_all_durable(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<(
         vfs.sync_dir(parent_of(created))
             .ctx("fsync the parent of a new directory", parent_of(created))?;
     }
-    let mut existing = missing.last().and_then(|top| top.parent());
+    // Even when `dir` existed: a concurrent caller may have just made it (two snapshots into one
+    // new target) and not fsynced its parent yet.
+    let mut existing = match missing.last() {
+        Some(top) => top.parent(),
+        None => Some(dir),
+    };
     while let Some(path) = existing.filter(|p| !p.as_os_str().is_empty() && p.parent().is_some()) {
         match vfs.sync_dir(parent_of(path)) {
             Ok(()) => {}
