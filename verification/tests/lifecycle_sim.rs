@@ -399,6 +399,8 @@ struct Counters {
 struct Shared {
     seed: u64,
     sim: SimFs,
+    /// The engine's file system: `sim` under a fault layer whose rules can name paths.
+    faults: FaultFs,
     watch: Arc<Watch>,
     clock: Clock,
     config: Config,
@@ -420,7 +422,7 @@ struct Shared {
 
 impl Shared {
     fn vfs(&self) -> Arc<dyn Vfs> {
-        Arc::new(self.sim.clone())
+        Arc::new(self.faults.clone())
     }
 
     fn unique(&self) -> u64 {
@@ -1212,7 +1214,9 @@ impl Controller {
     fn open(&mut self) -> Result<Engine, String> {
         self.shared.counters.reopens.fetch_add(1, Ordering::Relaxed);
         let sim = self.shared.sim.clone();
-        let fs = FaultFs::new(Arc::new(sim.clone()));
+        // The program's fault layer: rules armed by the phases (which name paths) reach the
+        // engine opened here.
+        let fs = self.shared.faults.clone();
         let opening = Arc::new(AtomicBool::new(true));
         let target_fault = self.rng.chance(1, 3);
         if target_fault {
@@ -1352,6 +1356,29 @@ impl Controller {
             }
             self.trace(|| format!("{error:?} at operation {at}"));
             shared.sim.set_fault_plan(plan);
+            shared.counters.faults_armed.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.rng.chance(1, 5) {
+            // The directory fsync that makes a publish durable (the first fsync of a snapshot
+            // target after a rename into it): when it fails, `wait` must fail and take the
+            // final name back (issue 11 defect 10c; random faults rarely hit this one step).
+            self.trace(|| "EIO at the first target fsync after a publish's rename".into());
+            let renamed = Arc::new(AtomicBool::new(false));
+            shared.faults.fail_nth(0, FaultError::Eio, move |op| {
+                let published = |to: &Path| {
+                    to.starts_with("/t/snapshots")
+                        && to
+                            .file_name()
+                            .is_some_and(|name| !name.to_string_lossy().starts_with('.'))
+                };
+                if op.kind == FaultKind::Rename && op.to.as_deref().is_some_and(published) {
+                    renamed.store(true, Ordering::SeqCst);
+                    return false;
+                }
+                op.kind == FaultKind::SyncDir
+                    && op.path.starts_with("/t/snapshots")
+                    && renamed.load(Ordering::SeqCst)
+            });
             shared.counters.faults_armed.fetch_add(1, Ordering::Relaxed);
         }
         let end = [
@@ -1739,9 +1766,11 @@ fn program(seed: u64, watch: Arc<Watch>, counters: Arc<Counters>) -> Outcome {
         .and_then(|()| sim.sync_dir(Path::new("/")))
         .map_err(|e| format!("creating /t: {e}"))?;
     let payload_size = deltasnap::format::payload_size(config.page_size as usize);
+    let faults = FaultFs::new(Arc::new(sim.clone()));
     let shared = Arc::new(Shared {
         seed,
         sim,
+        faults,
         watch: Arc::clone(&watch),
         clock: Clock::default(),
         page_size: config.page_size,
