@@ -28,3 +28,5 @@ pub mod fault_fs;
 
 #[cfg(any(deltasnap_testing, deltasnap_loom, deltasnap_shuttle))]
 pub mod kill;
+#[cfg(deltasnap_shuttle)]
+pub mod shuttle_runs;

@@ -12,15 +12,14 @@
 //! Replay a failing schedule with `DELTASNAP_SHUTTLE_REPLAY=<file>` (see `shuttle_snapshot.rs`).
 #![cfg(deltasnap_shuttle)]
 
-use std::path::PathBuf;
-
 use deltasnap::bugs::{self, Bug};
 use deltasnap::sync::{thread, Arc, Mutex};
 use deltasnap::vfs::{SimFs, Vfs};
 use deltasnap::{Config, Engine, Error, PageId, PartitionId, SnapshotOptions};
 use deltasnap_verification::kill;
+use deltasnap_verification::shuttle_runs as shuttle_support;
 use shuttle::scheduler::{PctScheduler, RandomScheduler};
-use shuttle::{FailurePersistence, Runner};
+use shuttle::Runner;
 
 const PAGE_SIZE: u32 = 512;
 const PAGES: u32 = 3;
@@ -136,32 +135,12 @@ fn scenario() {
     reopened.close().unwrap();
 }
 
-fn shuttle_config() -> shuttle::Config {
-    let failures = std::env::var_os("DELTASNAP_SHUTTLE_FAILURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target-shuttle/shuttle-failures")
-        });
-    std::fs::create_dir_all(&failures).unwrap();
-    let mut config = shuttle::Config::new();
-    config.stack_size = 1 << 20;
-    config.failure_persistence = FailurePersistence::File(Some(failures));
-    config
-}
-
-fn iterations(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 fn random(schedules: usize) {
-    Runner::new(RandomScheduler::new(schedules), shuttle_config()).run(scenario);
+    Runner::new(RandomScheduler::new(schedules), shuttle_support::config()).run(scenario);
 }
 
 fn pct(schedules: usize) {
-    Runner::new(PctScheduler::new(3, schedules), shuttle_config()).run(scenario);
+    Runner::new(PctScheduler::new(3, schedules), shuttle_support::config()).run(scenario);
 }
 
 #[test]
@@ -173,20 +152,20 @@ fn lifecycle_calls_racing_close() {
         shuttle::replay_from_file(scenario, file);
         return;
     }
-    random(iterations("DELTASNAP_SHUTTLE_RANDOM", 1000) / 2);
-    pct(iterations("DELTASNAP_SHUTTLE_PCT", 300) / 2);
+    random(shuttle_support::iterations("DELTASNAP_SHUTTLE_RANDOM", 1000) / 2);
+    pct(shuttle_support::iterations("DELTASNAP_SHUTTLE_PCT", 300) / 2);
 }
 
 /// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`.
 #[test]
 fn kill_matrix() {
     if let Some(bug) = kill::requested() {
-        let schedules = iterations("DELTASNAP_SHUTTLE_RANDOM", 1000) / 2;
+        let schedules = shuttle_support::iterations("DELTASNAP_SHUTTLE_RANDOM", 1000) / 2;
         println!(
             "{}",
             kill::cell("shuttle-random", bug, || random(schedules))
         );
-        let schedules = iterations("DELTASNAP_SHUTTLE_PCT", 300) / 2;
+        let schedules = shuttle_support::iterations("DELTASNAP_SHUTTLE_PCT", 300) / 2;
         println!("{}", kill::cell("shuttle-pct", bug, || pct(schedules)));
     }
 }

@@ -16,7 +16,7 @@
 #![cfg(deltasnap_shuttle)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use deltasnap::bugs::{self, Bug};
 use deltasnap::snapshot::protocol::Capture;
@@ -26,8 +26,9 @@ use deltasnap::vfs::{SimFs, Vfs};
 use deltasnap::{Config, DeltaPolicy, Engine, PageId, PartitionId, SnapshotOptions, WriteReceipt};
 use deltasnap_models::snapshot_trace::{self, Mismatch};
 use deltasnap_verification::kill;
+use deltasnap_verification::shuttle_runs as shuttle_support;
 use shuttle::scheduler::{PctScheduler, RandomScheduler};
-use shuttle::{FailurePersistence, Runner};
+use shuttle::Runner;
 
 const PAGE_SIZE: u32 = 512;
 const PAGES: u32 = 6;
@@ -209,26 +210,6 @@ fn scenario(policy: DeltaPolicy, copier: Copier) -> Findings {
     }
 }
 
-fn shuttle_config() -> shuttle::Config {
-    let failures = std::env::var_os("DELTASNAP_SHUTTLE_FAILURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target-shuttle/shuttle-failures")
-        });
-    std::fs::create_dir_all(&failures).unwrap();
-    let mut config = shuttle::Config::new();
-    config.stack_size = 1 << 20;
-    config.failure_persistence = FailurePersistence::File(Some(failures));
-    config
-}
-
-fn iterations(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 fn check(policy: DeltaPolicy) {
     let _recording = trace::exclusive();
     let run = move || checked_scenario(policy, ALL_CHECKS);
@@ -236,17 +217,23 @@ fn check(policy: DeltaPolicy) {
         shuttle::replay_from_file(run, file);
         return;
     }
-    random(policy, iterations("DELTASNAP_SHUTTLE_RANDOM", 1000));
-    pct(policy, iterations("DELTASNAP_SHUTTLE_PCT", 300));
+    random(
+        policy,
+        shuttle_support::iterations("DELTASNAP_SHUTTLE_RANDOM", 1000),
+    );
+    pct(
+        policy,
+        shuttle_support::iterations("DELTASNAP_SHUTTLE_PCT", 300),
+    );
 }
 
 fn random(policy: DeltaPolicy, schedules: usize) {
-    Runner::new(RandomScheduler::new(schedules), shuttle_config())
+    Runner::new(RandomScheduler::new(schedules), shuttle_support::config())
         .run(move || checked_scenario(policy, ALL_CHECKS));
 }
 
 fn pct(policy: DeltaPolicy, schedules: usize) {
-    Runner::new(PctScheduler::new(3, schedules), shuttle_config())
+    Runner::new(PctScheduler::new(3, schedules), shuttle_support::config())
         .run(move || checked_scenario(policy, ALL_CHECKS));
 }
 
@@ -276,8 +263,12 @@ fn check_held_copier(policy: DeltaPolicy) {
         shuttle::replay_from_file(run, file);
         return;
     }
-    let schedules = iterations("DELTASNAP_SHUTTLE_RANDOM", 1000) / 4;
-    Runner::new(RandomScheduler::new(schedules.max(1)), shuttle_config()).run(run);
+    let schedules = shuttle_support::iterations("DELTASNAP_SHUTTLE_RANDOM", 1000) / 4;
+    Runner::new(
+        RandomScheduler::new(schedules.max(1)),
+        shuttle_support::config(),
+    )
+    .run(run);
 }
 
 #[test]
@@ -304,7 +295,7 @@ fn seeded_bug_skipped_old_image_capture_is_caught() {
         s1: true,
         conformance: false,
     };
-    Runner::new(RandomScheduler::new(200), shuttle_config()).run(move || {
+    Runner::new(RandomScheduler::new(200), shuttle_support::config()).run(move || {
         checked(
             DeltaPolicy::Full,
             Copier::HeldForCheckpointAfterCut,
@@ -322,7 +313,7 @@ fn seeded_bug_skipped_phase_a_capture_is_caught() {
         s1: true,
         conformance: false,
     };
-    Runner::new(RandomScheduler::new(200), shuttle_config())
+    Runner::new(RandomScheduler::new(200), shuttle_support::config())
         .run(move || checked_scenario(DeltaPolicy::Full, s1_only));
 }
 
@@ -350,7 +341,7 @@ fn conformance_only(bug: Bug, iterations: usize) {
         shuttle::replay_from_file(run, file);
         return;
     }
-    Runner::new(RandomScheduler::new(iterations), shuttle_config()).run(run);
+    Runner::new(RandomScheduler::new(iterations), shuttle_support::config()).run(run);
 }
 
 /// Kill mode (see `deltasnap_verification::kill`): run alone, `--exact kill_matrix`. Both policies with
@@ -360,14 +351,14 @@ fn kill_matrix() {
     if let Some(bug) = kill::requested() {
         let _recording = trace::exclusive();
         let policies = [DeltaPolicy::Full, DeltaPolicy::CursorAware];
-        let schedules = iterations("DELTASNAP_SHUTTLE_RANDOM", 1000);
+        let schedules = shuttle_support::iterations("DELTASNAP_SHUTTLE_RANDOM", 1000);
         println!(
             "{}",
             kill::cell("shuttle-random", bug, || {
                 policies.into_iter().for_each(|p| random(p, schedules))
             })
         );
-        let schedules = iterations("DELTASNAP_SHUTTLE_PCT", 300);
+        let schedules = shuttle_support::iterations("DELTASNAP_SHUTTLE_PCT", 300);
         println!(
             "{}",
             kill::cell("shuttle-pct", bug, || {
@@ -395,7 +386,7 @@ fn measure_which_check_catches_the_capture_bugs() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed);
-    let random = iterations("DELTASNAP_SHUTTLE_RANDOM", 1000);
+    let random = shuttle_support::iterations("DELTASNAP_SHUTTLE_RANDOM", 1000);
     for bug in [
         None,
         Some(Bug::SkipNewImageCapture),
@@ -414,7 +405,7 @@ fn measure_which_check_catches_the_capture_bugs() {
             let started = std::time::Instant::now();
             Runner::new(
                 RandomScheduler::new_from_seed(seed, random),
-                shuttle_config(),
+                shuttle_support::config(),
             )
             .run(move || {
                 let findings = scenario(policy, Copier::Free);

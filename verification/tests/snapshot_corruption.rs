@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use deltasnap::{Engine, Error, Manifest, PageId, PartitionId, SnapshotOptions};
-use support::{config, History, State};
+use support::{config, copy_dir, History, State};
 
 const PAGE_SIZE: u32 = 1024;
 const PARTITIONS: u32 = 2;
@@ -55,19 +55,6 @@ fn good_snapshot() -> Good {
         dir,
         at_cut,
         manifest,
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

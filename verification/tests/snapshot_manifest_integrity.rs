@@ -16,7 +16,7 @@ use deltasnap::snapshot::manifest::{CUT_EPOCH_MAX, CUT_LSN_MAX};
 use deltasnap::{Engine, Error, Manifest, PageId, SnapshotOptions};
 use deltasnap_verification::kill;
 use serde_json::Value;
-use support::{config, History};
+use support::{config, copy_dir, History};
 
 const PAGE_SIZE: u32 = 1024;
 const PAGES: u32 = 4;
@@ -40,19 +40,6 @@ fn good_snapshot(root: &Path) -> PathBuf {
         .unwrap();
     engine.close().unwrap();
     root.join("good")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn read_json(snapshot: &Path) -> Value {

@@ -12,22 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use deltasnap::{Engine, SnapshotOptions};
-use support::{config, wait_checkpoint_ended, wait_until, Gate, History};
+use support::{config, copy_dir, wait_checkpoint_ended, wait_until, Gate, History};
 
 const PAGE_SIZE: u32 = 1024;
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 #[test]
 fn an_open_from_another_working_directory_removes_the_temporary_directory() {

@@ -547,3 +547,18 @@ impl Default for Fixture {
 pub fn is_snapshot_running(error: &Error, name: &str) -> bool {
     matches!(error, Error::SnapshotRunning(running) if running == name)
 }
+
+/// Copies the directory tree `from` to `to` on the real file system (a snapshot, to tamper with
+/// the copy).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
