@@ -187,6 +187,11 @@ pub fn last_checkpoint(dir: impl AsRef<Path>) -> Result<Option<ControlData>> {
     )
 }
 
+/// [`last_checkpoint`] on any [`Vfs`].
+pub fn last_checkpoint_on(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<Option<ControlData>> {
+    read(vfs, dir)
+}
+
 /// Reads `<dir>/CONTROL`; `Ok(None)` if it does not exist.
 pub(crate) fn read(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<Option<ControlData>> {
     let path = dir.join(CONTROL_FILE_NAME);

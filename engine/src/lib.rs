@@ -58,7 +58,7 @@ pub use checkpoint::{
 pub use config::{
     Config, EngineStats, RecoveryReport, METADATA_KEY_BYTES_MAX, METADATA_VALUE_BYTES_MAX,
 };
-pub use control::{last_checkpoint, ControlData};
+pub use control::{last_checkpoint, last_checkpoint_on, ControlData};
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use jobs::{JobKind, JobStage, JobStatus};

@@ -618,7 +618,34 @@ impl Worker {
                     let _ = engine.partitions();
                     let _ = engine.poisoned();
                     let _ = engine.current_epoch();
-                })
+                })?;
+                // The read-only look at a store another engine holds, racing close, drop,
+                // crash and checkpoints: the lock is ours or free, and the control file is
+                // always a whole one (it is replaced by a rename), never a torn read.
+                let vfs = self.shared.vfs();
+                let dir = Path::new(STORE);
+                match self.call("lock_holder_on", || deltasnap::lock_holder_on(&vfs, dir))? {
+                    // `None`: the holder has not written its pid yet (it does after locking).
+                    Ok(Some(holder)) if holder.pid.is_some_and(|pid| pid != std::process::id()) => {
+                        return Err(format!("lock_holder_on names another process: {holder:?}"))
+                    }
+                    Ok(_) => {}
+                    Err(error) if expected_failure(&error) => {}
+                    Err(error) => return Err(format!("lock_holder_on: {error}")),
+                }
+                match self.call("last_checkpoint_on", || {
+                    deltasnap::last_checkpoint_on(&vfs, dir)
+                })? {
+                    Ok(Some(control)) if control.page_size != self.shared.page_size => {
+                        Err(format!(
+                            "last_checkpoint_on read page size {}, the store has {}",
+                            control.page_size, self.shared.page_size
+                        ))
+                    }
+                    Ok(_) => Ok(()),
+                    Err(error) if expected_failure(&error) => Ok(()),
+                    Err(error) => Err(format!("last_checkpoint_on of the live store: {error}")),
+                }
             }
         }
     }
